@@ -1,0 +1,52 @@
+# Flight Streaming Gold: the two commands of the quick start are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+JARS_STAMP := .cache/ivy/.delta-jars
+
+.PHONY: help venv jars demo test test-fast airflow airflow-stop clean
+
+help:
+	@echo "make demo          set up, replay the recorded Paris traffic into Silver_ML, run the Gold job, show Gold"
+	@echo "make test          set up and run the whole test suite"
+	@echo "make test-fast     unit tests only"
+	@echo "make airflow       start Airflow (UI on http://localhost:8080) for this project; Ctrl-C stops it"
+	@echo "make airflow-stop  stop an Airflow started by 'make airflow' in the background"
+
+# The venv is rebuilt when requirements.txt or pyproject.toml change.
+$(STAMP): requirements.txt pyproject.toml
+	@command -v java >/dev/null || { echo "Java 17+ is required (java not found on PATH)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+venv: $(STAMP)
+
+# Resolves the Delta jars from Maven Central once into .cache/ivy; later runs start offline.
+$(JARS_STAMP): $(STAMP) include/flight_gold/spark.py
+	$(BIN)/python -m flight_gold.spark --resolve-jars
+	touch $@
+
+jars: $(JARS_STAMP)
+
+demo: $(JARS_STAMP)
+	$(BIN)/python scripts/demo.py
+
+test: $(JARS_STAMP)
+	$(BIN)/python -m pytest tests
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+airflow: $(JARS_STAMP)
+	scripts/airflow_local.sh start
+
+airflow-stop:
+	scripts/airflow_local.sh stop
+
+clean:
+	rm -rf lakehouse .airflow test-output
