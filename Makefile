@@ -16,11 +16,11 @@ help:
 	@echo "make airflow-stop  stop an Airflow started by 'make airflow' in the background"
 
 # The venv is rebuilt when requirements.txt or pyproject.toml change.
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v java >/dev/null || { echo "Java 17+ is required (java not found on PATH)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 

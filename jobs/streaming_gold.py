@@ -4,7 +4,10 @@
     python jobs/streaming_gold.py --trigger available-now
     spark-submit --py-files flight_gold.zip jobs/streaming_gold.py --trigger processing-time
 
-Exit codes: 0 done or stopped by SIGTERM/SIGINT; 1 a query failed; 2 bad input or configuration.
+Exit codes: 0 done or stopped by SIGTERM/SIGINT; 1 a query failed (retry: it resumes from its
+checkpoint); 2 bad input or configuration (Silver_ML missing, unreadable or of the wrong schema, a
+checkpoint written for another Silver_ML table): nothing was written, a retry fails the same way
+until it is fixed; 3 another running instance holds the checkpoint.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from flight_gold.logs import configure_logging
 
 log = logging.getLogger("flight_gold.jobs.streaming_gold")
 
-EXIT_OK, EXIT_QUERY_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_QUERY_FAILED, EXIT_BAD_INPUT, EXIT_CHECKPOINT_IN_USE = 0, 1, 2, 3
 
 
 def parse_args(argv: list[str] | None = None) -> GoldConfig:
@@ -47,25 +50,51 @@ def main(argv: list[str] | None = None) -> int:
                                                          signal.Signals(s).name), stop.set()))
 
     from flight_gold.spark import build_spark_session
-    from flight_gold.streaming import ProgressLogger, SilverNotReadyError, check_silver, start_queries
+    from flight_gold.streaming import (
+        CheckpointInUseError,
+        GuardError,
+        ProgressLogger,
+        SilverNotReadyError,
+        check_checkpoints,
+        check_silver,
+        flush_listener_events,
+        lock_checkpoints,
+        recorded_watermarks,
+        start_queries,
+    )
 
     spark = build_spark_session(config, "flight-gold-streaming")
+    locks = []
     try:
+        # Every guard runs before the first query starts: a refusal writes nothing.
         try:
             check_silver(spark, config)
-        except SilverNotReadyError as exc:
-            log.error("%s", exc)
-            print(f"streaming_gold: error: {exc}", file=sys.stderr, flush=True)
-            return EXIT_BAD_INPUT
-        listener = ProgressLogger()
+            locks = lock_checkpoints(config)
+            check_checkpoints(spark, config)
+        except CheckpointInUseError as exc:
+            return _refuse(exc, EXIT_CHECKPOINT_IN_USE)
+        except (SilverNotReadyError, GuardError) as exc:
+            return _refuse(exc, EXIT_BAD_INPUT)
+        listener = ProgressLogger(config, recorded_watermarks(spark, config))
         spark.streams.addListener(listener)
         queries = start_queries(spark, config)
-        return await_queries(queries, stop)
+        code = await_queries(queries, stop, config)
+        flush_listener_events(spark)
+        listener.log_summary()
+        return code
     finally:
         spark.stop()
+        for lock in locks:
+            lock.release()
 
 
-def await_queries(queries, stop: threading.Event) -> int:
+def _refuse(exc: Exception, code: int) -> int:
+    log.error("%s", exc)
+    print(f"streaming_gold: error: {exc}", file=sys.stderr, flush=True)
+    return code
+
+
+def await_queries(queries, stop: threading.Event, config: GoldConfig | None = None) -> int:
     def failed():
         return [q for q in queries if q.exception() is not None]
 
@@ -75,20 +104,45 @@ def await_queries(queries, stop: threading.Event) -> int:
     if stop.is_set():
         for q in queries:
             q.stop()
-        log.info("stopped cleanly: every query ended at a batch boundary; the next start resumes "
-                 "from its checkpoint")
+        # stop() cancels a micro-batch in flight; it was not committed, and the next start
+        # replays it from the offset log (the Delta sink skips a batch it already holds).
+        log.info("stopped cleanly: the queries are stopped; the next start resumes from the "
+                 "checkpoints, replaying any batch that was cut")
         return EXIT_OK
     broken = failed()
     for q in queries:
         q.stop()
     for q in broken:
-        cause = str(q.exception()).strip().splitlines()[0]
+        cause = describe_failure(q.exception(), q.name, config)
         log.error("query %s failed: %s", q.name, cause)
         print(f"streaming_gold: query {q.name} failed: {cause}", file=sys.stderr, flush=True)
     if broken:
         return EXIT_QUERY_FAILED
     log.info("all queries finished: every window the watermark closed is written")
     return EXIT_OK
+
+
+def describe_failure(exc, name: str, config: GoldConfig | None) -> str:
+    """One line: out of space gets its own message (a full disk is an operations problem, not a
+    bug), anything else Spark's first line."""
+    text = "\n".join(_cause_chain(exc))
+    if "No space left on device" in text or "ENOSPC" in text:
+        where = (f"{config.paths.gold_table(name)} or {config.paths.checkpoint(name)}" if config
+                 else "the Gold table or its checkpoint")
+        return (f"out of space: no space left on device while writing {where}. The batch was not "
+                f"committed; free space, then start the job again: it resumes from its checkpoint "
+                f"and writes every window exactly once")
+    return str(exc).strip().splitlines()[0]
+
+
+def _cause_chain(exc, limit: int = 20) -> list[str]:
+    """The messages of an exception and of its causes (PySpark keeps the JVM causes in `_cause`):
+    Spark's top message of a failed write says which file, the innermost cause says why."""
+    texts = []
+    while exc is not None and len(texts) < limit:
+        texts.append(str(getattr(exc, "_desc", None) or exc))
+        exc = getattr(exc, "_cause", None) or exc.__cause__
+    return texts
 
 
 if __name__ == "__main__":

@@ -134,5 +134,84 @@ def read_delta(path: str) -> pd.DataFrame:
     return DeltaTable(path).to_pandas()
 
 
-__all__ = ["expected_gold", "flight_phase_counts", "anomaly_alerts", "assert_gold_equal", "read_delta",
+def drop_future(silver: pd.DataFrame, now: datetime, max_future_skew: timedelta = timedelta(minutes=10)) -> pd.DataFrame:
+    """Silver rows minus those stamped more than `max_future_skew` after `now` (a bad clock);
+    null timestamps stay (the Gold cleaning drops them)."""
+    ts = pd.to_datetime(silver["event_timestamp"], utc=True)
+    return silver[~(ts > pd.Timestamp(now) + pd.Timedelta(max_future_skew))]
+
+
+# (window, slide, watermark delay) of each Gold table, as SPEC.md fixes them.
+STREAM_SPECS = {
+    "flight_phase_counts": (timedelta(minutes=1), timedelta(minutes=1), timedelta(minutes=2)),
+    "anomaly_alerts": (timedelta(minutes=5), timedelta(minutes=1), timedelta(minutes=6)),
+}
+
+
+def streamed_gold(batches: list[pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], dict[str, list[int]]]:
+    """Gold as a stream writes it when each frame of `batches` is one micro-batch, in order (an
+    empty frame for a batch without data), and the run ends with a batch that closes every window
+    the last watermark allows (what an available-now run does).
+
+    Spark's rules (3.4 and later), restated: batch k evicts with watermark E(k) = the largest event
+    time of batches before k minus the delay (the epoch before any data), and filters late rows with
+    the previous batch's watermark E(k-1): a row is dropped from each of its windows whose end is at
+    or before E(k-1), and kept in the others; a window is written when its end is at or before the
+    watermark. Frames must already be free of future rows (drop_future).
+
+    Returns the Gold tables and, per table, how many rows of each batch were refused by at least
+    one window ("late rows")."""
+    tables, late = {}, {}
+    for table, (size, slide, delay) in STREAM_SPECS.items():
+        eviction = late_filter = pd.Timestamp(0, tz="UTC")
+        newest = None
+        pairs, late[table] = [], []
+        for batch in batches:
+            rows = _clean(batch)
+            bucket = rows["event_timestamp"].dt.floor(pd.Timedelta(slide))
+            refused = pd.Series(False, index=rows.index)
+            for k in range(int(size / slide)):
+                start = bucket - k * pd.Timedelta(slide)
+                open_ = start + pd.Timedelta(size) > late_filter
+                refused |= ~open_
+                pairs.append(rows[open_].assign(window_start=start[open_]))
+            late[table].append(int(refused.sum()))
+            late_filter = eviction
+            if len(rows):
+                newest = rows["event_timestamp"].max() if newest is None else max(newest, rows["event_timestamp"].max())
+                eviction = max(eviction, newest - pd.Timedelta(delay))
+        windowed = pd.concat(pairs, ignore_index=True)
+        windowed["window_start"] = pd.to_datetime(windowed["window_start"], utc=True).dt.tz_convert(None)
+        tables[table] = _aggregate_windows(windowed, table, size, eviction)
+    return tables, late
+
+
+def _aggregate_windows(windowed: pd.DataFrame, table: str, size: timedelta, watermark) -> pd.DataFrame:
+    if table == "flight_phase_counts":
+        sql = """SELECT window_start, flight_phase, count(*) AS flight_count,
+                        avg(altitude_meters) AS avg_altitude, avg(velocity_kmh) AS avg_velocity
+                 FROM windowed GROUP BY ALL"""
+        columns = PHASE_COLUMNS
+    else:
+        sql = f"""
+            WITH flagged AS (
+                SELECT *,
+                       coalesce(altitude_meters < {ALTITUDE_MIN} OR altitude_meters > {ALTITUDE_MAX}, false) AS alt_anom,
+                       coalesce(velocity_kmh < {VELOCITY_MIN} OR velocity_kmh > {VELOCITY_MAX}, false) AS vel_anom
+                FROM windowed)
+            SELECT window_start, origin_country, count(*) AS total_observations,
+                   sum(alt_anom::BIGINT) AS altitude_anomalies, sum(vel_anom::BIGINT) AS velocity_anomalies,
+                   sum((alt_anom OR vel_anom)::BIGINT) / count(*) AS anomaly_rate,
+                   max(altitude_meters) AS max_altitude, min(altitude_meters) AS min_altitude,
+                   max(velocity_kmh) AS max_velocity, avg(altitude_meters) AS avg_altitude,
+                   avg(velocity_kmh) AS avg_velocity, stddev_samp(altitude_meters) AS stddev_altitude,
+                   stddev_samp(velocity_kmh) AS stddev_velocity
+            FROM flagged GROUP BY ALL"""
+        columns = ANOMALY_COLUMNS
+    result = duckdb.sql(sql).df()
+    result["window_end"] = result["window_start"] + pd.Timedelta(size)
+    return _finish(result[columns], watermark.to_pydatetime(), table)
+
+
+__all__ = ["expected_gold", "drop_future", "streamed_gold", "STREAM_SPECS", "flight_phase_counts", "anomaly_alerts", "assert_gold_equal", "read_delta",
            "watermark", "normalize", "KEYS", "math"]

@@ -73,7 +73,16 @@ def spark_conf(config: GoldConfig) -> dict[str, str]:
         "spark.sql.streaming.stateStore.providerClass":
             "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider",
     }
+    if config.spark_master.startswith("local"):
+        # Delta rebuilds a table's state in snapshotPartitions tasks (50, sized for clusters):
+        # Silver_ML's when a stream starts, each Gold table's at its log checkpoint. On a few
+        # local cores those tasks are pure overhead (catch-up drain 249 s -> 105 s with the
+        # RawLocalFs setting below, bench/run.py).
+        conf["spark.databricks.delta.snapshotPartitions"] = "2"
     if not config.is_s3:
+        # Delta writes _delta_log through Hadoop's FileContext, whose local implementation is
+        # checksummed too (a .crc per file, chmod/readlink processes per commit).
+        conf["spark.hadoop.fs.AbstractFileSystem.file.impl"] = "org.apache.hadoop.fs.local.RawLocalFs"
         # On a local root, Hadoop's checksummed local file system forks chmod/readlink for every
         # checkpoint and state file (~60 per batch and query); the raw one does not.
         conf["spark.hadoop.fs.file.impl"] = "org.apache.hadoop.fs.RawLocalFileSystem"

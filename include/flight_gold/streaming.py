@@ -9,17 +9,48 @@ import json
 import logging
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from flight_gold.config import GoldConfig
+from flight_gold.guards import (
+    CheckpointInUseError,
+    CheckpointLock,
+    CheckpointMismatchError,
+    DeltaLogError,
+    GuardError,
+    HadoopFiles,
+    check_checkpoint_source,
+    checkpoint_watermarks,
+    latest_source_offset,
+    lock_checkpoints,
+    validate_delta_log,
+)
 from flight_gold.schemas import GOLD_SCHEMAS, validate_silver_schema
-from flight_gold.transforms import GOLD_TRANSFORMS, QUALITY_COUNTERS, SILVER_QUALITY_METRICS, clean_silver
+from flight_gold.transforms import (
+    EVENT_TIME_BUCKET_LIMIT,
+    EVENT_TIME_BUCKETS,
+    GOLD_TRANSFORMS,
+    QUALITY_COUNTERS,
+    SILVER_QUALITY_METRICS,
+    bucket_ms,
+    clean_silver,
+    window_step_ms,
+)
 
 log = logging.getLogger("flight_gold.streaming")
 
 PROGRESS_PREFIX = "gold_progress"
+# One line when the job ends: the cumulative counters of each query (DAG task log, benchmarks).
+SUMMARY_PREFIX = "gold_summary"
+
+__all__ = [
+    "PROGRESS_PREFIX", "SUMMARY_PREFIX", "ProgressLogger", "SilverNotReadyError", "GuardError",
+    "CheckpointInUseError", "CheckpointMismatchError", "CheckpointLock", "check_silver",
+    "check_checkpoints", "lock_checkpoints", "recorded_watermarks", "start_queries", "flush_listener_events",
+]
 
 
 class SilverNotReadyError(RuntimeError):
@@ -27,21 +58,70 @@ class SilverNotReadyError(RuntimeError):
 
 
 def check_silver(spark: SparkSession, config: GoldConfig) -> None:
-    """Fails with a one-line reason naming the path or the column, before anything is written."""
+    """Fails with a one-line reason naming the path, the log entry or the column, before anything
+    is written: the table is there, is Delta, every `_delta_log` entry Delta is about to read
+    parses, and the five columns the Gold tables need have usable types."""
     from delta.tables import DeltaTable
 
     path = config.paths.silver_flights_ml
-    jvm = spark.sparkContext._jvm
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    if not fs.exists(hadoop_path):
+    files = HadoopFiles(spark)
+    if files.list(path) is None:
         raise SilverNotReadyError(f"Silver_ML table not found: {path} does not exist")
-    if not DeltaTable.isDeltaTable(spark, path):
+    if not files.list(f"{path}/_delta_log"):
         raise SilverNotReadyError(f"Silver_ML at {path} is not a Delta table (no commit in {path}/_delta_log)")
     try:
-        validate_silver_schema(spark.read.format("delta").load(path).schema, path)
+        validate_delta_log(files, path, from_version=_resume_version(files, config))
+    except (DeltaLogError, GuardError) as exc:
+        raise SilverNotReadyError(str(exc)) from None
+    try:
+        if not DeltaTable.isDeltaTable(spark, path):
+            raise SilverNotReadyError(f"Silver_ML at {path} is not a Delta table (no commit in {path}/_delta_log)")
+        schema = spark.read.format("delta").load(path).schema
+    except SilverNotReadyError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Delta's errors come as Py4J/Analysis exceptions
+        raise SilverNotReadyError(f"Silver_ML table {path} cannot be read: {_first_line(exc)}") from None
+    try:
+        validate_silver_schema(schema, path)
     except ValueError as exc:
         raise SilverNotReadyError(str(exc)) from None
+
+
+def _resume_version(files: HadoopFiles, config: GoldConfig) -> int | None:
+    """The oldest Silver_ML version a query resumes from (its commits are replayed), if any."""
+    versions = []
+    for name in config.queries:
+        offset = latest_source_offset(files, config.paths.checkpoint(name))
+        if offset and isinstance(offset.get("reservoirVersion"), int):
+            versions.append(offset["reservoirVersion"])
+    return min(versions, default=None)
+
+
+def silver_table_id(spark: SparkSession, config: GoldConfig) -> str:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.forPath(spark, config.paths.silver_flights_ml).detail().select("id").first()[0]
+
+
+def recorded_watermarks(spark: SparkSession, config: GoldConfig) -> dict[str, dict[int, int]]:
+    """The watermarks of each query's newest batches in its checkpoint (for ProgressLogger)."""
+    files = HadoopFiles(spark)
+    return {name: checkpoint_watermarks(files, config.paths.checkpoint(name)) for name in config.queries}
+
+
+def check_checkpoints(spark: SparkSession, config: GoldConfig) -> None:
+    """CheckpointMismatchError when a query's checkpoint was written for another Silver_ML table
+    (deleted and re-created at the same path). Run it with the checkpoints locked."""
+    check_checkpoint_source(HadoopFiles(spark), config, silver_table_id(spark, config))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("An error occurred while calling"):
+            return line.lstrip(": ")
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def ensure_gold_table(spark: SparkSession, config: GoldConfig, name: str) -> None:
@@ -97,13 +177,46 @@ class QueryCounters:
     late_rows_dropped: int = 0
     quality: dict = field(default_factory=lambda: {k: 0 for k in QUALITY_COUNTERS})
 
+    def as_dict(self) -> dict:
+        return {"batches": self.batches, "input_rows": self.input_rows,
+                "late_rows_dropped": self.late_rows_dropped,
+                **{k: v for k, v in self.quality.items() if k != "rows_in"}}
+
+
+def _epoch_ms(iso: str) -> int:
+    return round(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def late_rows(buckets, late_watermark_ms: int, step_ms: int, bucket_width_ms: int) -> int:
+    """Input rows of a micro-batch that a closed window refused.
+
+    Spark filters late rows with the watermark of the *previous* micro-batch (and closes windows
+    with the current one): a row is dropped from a window whose end is at or before that
+    watermark. Windows align to the epoch, so a row's first window ends at the next multiple of the
+    step after it: the row is refused by at least one window iff its event time is before that
+    watermark rounded down to the step (for a sliding window it may still count in later ones)."""
+    if not buckets:
+        return 0
+    threshold = (late_watermark_ms // step_ms) * step_ms // bucket_width_ms
+    return sum(int(b["y"]) for b in buckets if b["x"] < threshold)
+
 
 class ProgressLogger(StreamingQueryListener):
-    """One structured log line per micro-batch and query, with cumulative counters."""
+    """One structured log line per micro-batch and query, with cumulative counters.
 
-    def __init__(self) -> None:
+    `late_rows_dropped` counts input rows, from the batch's event-time histogram and the previous
+    batch's watermark; `spark_rows_dropped_by_watermark` is Spark's own metric, which counts rows
+    after partial aggregation (one per window, key and partition), kept for comparison.
+    `watermarks` ({query: {batch id: watermark ms}}, see checkpoint_watermarks) gives the
+    watermarks of the batches before a restart."""
+
+    def __init__(self, config: GoldConfig | None = None,
+                 watermarks: dict[str, dict[int, int]] | None = None) -> None:
+        self.config = config or GoldConfig()
         self.counters: dict[str, QueryCounters] = {}
         self._lock = threading.Lock()
+        self._bucket_ms = bucket_ms(self.config)
+        self._watermarks = {name: dict(marks) for name, marks in (watermarks or {}).items()}
 
     def onQueryStarted(self, event) -> None:  # noqa: N802 (Spark's API)
         log.info("query %s started (id %s, run %s)", event.name, event.id, event.runId)
@@ -111,9 +224,24 @@ class ProgressLogger(StreamingQueryListener):
     def onQueryProgress(self, event) -> None:  # noqa: N802
         p = event.progress
         name = p.name or str(p.id)
-        late = sum(op.numRowsDroppedByWatermark for op in p.stateOperators)
+        spark_late = sum(op.numRowsDroppedByWatermark for op in p.stateOperators)
         state_rows = sum(op.numRowsTotal for op in p.stateOperators)
         observed = p.observedMetrics.get(SILVER_QUALITY_METRICS) if p.observedMetrics else None
+        watermark = (p.eventTime or {}).get("watermark")
+        with self._lock:
+            marks = self._watermarks.setdefault(name, {})
+            previous = marks.get(p.batchId - 1, 0 if p.batchId == 0 else None)
+            if watermark:
+                marks[p.batchId] = _epoch_ms(watermark)
+                for old in [b for b in marks if b < p.batchId - 1]:
+                    del marks[old]
+        late = spark_late
+        if observed is not None and name in GOLD_TRANSFORMS and previous is not None:
+            buckets = observed[EVENT_TIME_BUCKETS] if EVENT_TIME_BUCKETS in observed else None
+            if buckets and len(buckets) >= EVENT_TIME_BUCKET_LIMIT:
+                log.warning("batch %s of %s spans more than %s event-time buckets: its late-row count "
+                            "is approximate", p.batchId, name, EVENT_TIME_BUCKET_LIMIT)
+            late = late_rows(buckets, previous, window_step_ms(name, self.config), self._bucket_ms)
         with self._lock:
             c = self.counters.setdefault(name, QueryCounters())
             c.batches += 1
@@ -129,15 +257,11 @@ class ProgressLogger(StreamingQueryListener):
                 "input_rows": p.numInputRows,
                 "rows_per_second": round(p.processedRowsPerSecond or 0.0, 1),
                 "batch_duration_ms": p.batchDuration,
-                "watermark": (p.eventTime or {}).get("watermark"),
+                "watermark": watermark,
                 "late_rows_dropped": late,
+                "spark_rows_dropped_by_watermark": spark_late,
                 "state_rows": state_rows,
-                "cumulative": {
-                    "batches": c.batches,
-                    "input_rows": c.input_rows,
-                    "late_rows_dropped": c.late_rows_dropped,
-                    **{k: v for k, v in c.quality.items() if k != "rows_in"},
-                },
+                "cumulative": c.as_dict(),
             }
         log.info("%s %s", PROGRESS_PREFIX, json.dumps(record, sort_keys=False))
 
@@ -149,3 +273,19 @@ class ProgressLogger(StreamingQueryListener):
             log.error("query %s terminated with an error: %s", event.id, event.exception.splitlines()[0])
         else:
             log.info("query %s terminated", event.id)
+
+    def summary(self) -> dict:
+        with self._lock:
+            return {name: c.as_dict() for name, c in self.counters.items()}
+
+    def log_summary(self) -> None:
+        log.info("%s %s", SUMMARY_PREFIX, json.dumps(self.summary(), sort_keys=False))
+
+
+def flush_listener_events(spark: SparkSession, timeout_ms: int = 10_000) -> None:
+    """Waits until the listener bus has delivered every event (the last batches' progress) so
+    that the final counters are complete before the session stops."""
+    try:
+        spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty(timeout_ms)
+    except Exception as exc:  # noqa: BLE001 - best effort: a private Spark API
+        log.debug("could not flush the listener bus: %s", exc)

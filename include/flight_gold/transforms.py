@@ -7,6 +7,9 @@ in UTC, start inclusive and end exclusive.
 
 from __future__ import annotations
 
+import math
+import re
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -16,6 +19,35 @@ from flight_gold.schemas import UNKNOWN_COUNTRY, UNKNOWN_PHASE
 # Name of the observed metrics of the Silver_ML cleaning step (StreamingQueryProgress.observedMetrics).
 SILVER_QUALITY_METRICS = "silver_quality"
 QUALITY_COUNTERS = ("rows_in", "dropped_null_timestamp", "dropped_future_timestamp", "nan_values_nulled")
+# Observed alongside: how many kept rows fall in each event-time bucket of `bucket_ms(config)`.
+# Spark's own numRowsDroppedByWatermark counts rows *after* partial aggregation (one per window,
+# key and partition), not input rows; with this histogram and the batch's watermark the progress
+# listener counts the input rows a closed window refused (see streaming.late_rows).
+EVENT_TIME_BUCKETS = "event_time_buckets"
+# histogram_numeric is exact while a micro-batch spans at most this many distinct buckets
+# (a week of 1-minute buckets); beyond, it merges bins and the late count is approximate.
+EVENT_TIME_BUCKET_LIMIT = 10_000
+
+_UNIT_MS = {"second": 1_000, "minute": 60_000, "hour": 3_600_000}
+
+
+def interval_ms(text: str) -> int:
+    """'2 minutes' -> 120000 (the interval strings GoldConfig accepts)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(second|minute|hour)s?\s*", text)
+    if not match:
+        raise ValueError(f"not an interval: {text!r}")
+    return round(float(match.group(1)) * _UNIT_MS[match.group(2)])
+
+
+def window_step_ms(name: str, config: GoldConfig) -> int:
+    """The step of a Gold table's windows: a row whose first window ends at or before the
+    watermark is refused by at least one window. Tumbling: the window; sliding: the slide."""
+    return interval_ms(config.phase_window if name == "flight_phase_counts" else config.anomaly_slide)
+
+
+def bucket_ms(config: GoldConfig) -> int:
+    """Bucket width of the event-time histogram: divides every Gold table's window step."""
+    return math.gcd(*(window_step_ms(name, config) for name in ("flight_phase_counts", "anomaly_alerts")))
 
 
 def _finite_or_null(column: str) -> Column:
@@ -40,7 +72,8 @@ def clean_silver(df: DataFrame, config: GoldConfig, observe: bool = True) -> Dat
     - null flight_phase / origin_country: kept under UNKNOWN / Unknown.
 
     With `observe`, the counts are attached as observed metrics named SILVER_QUALITY_METRICS,
-    which a streaming query reports in each progress event.
+    which a streaming query reports in each progress event, with the kept rows' event-time
+    histogram (EVENT_TIME_BUCKETS) from which late input rows are counted.
     """
     projected = df.select(
         F.col("event_timestamp"),
@@ -54,14 +87,17 @@ def clean_silver(df: DataFrame, config: GoldConfig, observe: bool = True) -> Dat
     horizon = F.current_timestamp() + F.expr(f"INTERVAL {config.max_future_skew}")
     is_null_ts = F.col("event_timestamp").isNull()
     is_future = F.col("event_timestamp") > horizon
+    kept = ~is_null_ts & ~F.coalesce(is_future, F.lit(False))
     if observe:
         projected = projected.observe(
             SILVER_QUALITY_METRICS,
             F.count(F.lit(1)).alias("rows_in"),
             F.sum(is_null_ts.cast("long")).alias("dropped_null_timestamp"),
             F.sum(F.coalesce(is_future, F.lit(False)).cast("long")).alias("dropped_future_timestamp"),
-            F.sum(F.when(~is_null_ts & ~F.coalesce(is_future, F.lit(False)), F.col("_nan_values"))
-                  .otherwise(0).cast("long")).alias("nan_values_nulled"),
+            F.sum(F.when(kept, F.col("_nan_values")).otherwise(0).cast("long")).alias("nan_values_nulled"),
+            F.histogram_numeric(
+                F.when(kept, F.floor(F.unix_micros("event_timestamp") / (bucket_ms(config) * 1000))),
+                F.lit(EVENT_TIME_BUCKET_LIMIT)).alias(EVENT_TIME_BUCKETS),
         )
     return projected.where(~is_null_ts & ~is_future).drop("_nan_values")
 

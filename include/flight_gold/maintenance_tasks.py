@@ -1,0 +1,315 @@
+"""The Airflow side of Gold table maintenance (DAG `gold_maintenance`): the schedule, the trigger
+form, what a run does (`plan_request`), the per-table existence check, and the operator that runs
+jobs/maintenance.py with spark-submit and returns its report.
+
+Nothing here touches the lakehouse, a connection or a variable when the DAG file is parsed: the
+schedules are the only environment read then (a schedule has to be known to the scheduler).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Sequence
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import BaseHook, Param
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowNotFoundException,
+    AirflowSkipException,
+)
+
+from flight_gold import maintenance as m
+from flight_gold.config import PROJECT_ROOT, ConfigError, GoldConfig
+from flight_gold.paths import GOLD_TABLES
+
+log = logging.getLogger("flight_gold.maintenance_tasks")
+
+DAG_ID = "gold_maintenance"
+MAINTENANCE_JOB = str(PROJECT_ROOT / "jobs" / "maintenance.py")
+SPARK_APP_NAME = "flight-gold-maintenance"
+OPTIMIZE_SCHEDULE_ENV = "GOLD_OPTIMIZE_SCHEDULE"
+VACUUM_SCHEDULE_ENV = "GOLD_VACUUM_SCHEDULE"
+DEFAULT_OPTIMIZE_SCHEDULE = "@hourly"
+DEFAULT_VACUUM_SCHEDULE = "@daily"
+OPERATIONS = ("auto", *m.MODES)
+LOCAL_SPARK_CONNECTION = '{"conn_type": "spark", "host": "local[*]"}'
+
+
+# -- schedule and form ----------------------------------------------------------------------------
+
+def schedules_from_env(env: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """(compaction cron, VACUUM cron) from GOLD_OPTIMIZE_SCHEDULE / GOLD_VACUUM_SCHEDULE."""
+    from croniter import croniter
+
+    env = os.environ if env is None else env
+    crons = (env.get(OPTIMIZE_SCHEDULE_ENV, "").strip() or DEFAULT_OPTIMIZE_SCHEDULE,
+             env.get(VACUUM_SCHEDULE_ENV, "").strip() or DEFAULT_VACUUM_SCHEDULE)
+    for name, cron in zip((OPTIMIZE_SCHEDULE_ENV, VACUUM_SCHEDULE_ENV), crons):
+        if not croniter.is_valid(cron):
+            raise ConfigError(f"{name} must be a cron expression such as '@hourly' or '0 3 * * *', "
+                              f"got {cron!r}")
+    return crons
+
+
+def maintenance_timetable(env: Mapping[str, str] | None = None):
+    """One run at every time either cron fires (one run when both fire together)."""
+    from airflow.sdk import MultipleCronTriggerTimetable
+
+    return MultipleCronTriggerTimetable(*schedules_from_env(env), timezone="UTC")
+
+
+def maintenance_params() -> dict[str, Param]:
+    return {
+        "operation": Param(
+            "auto",
+            "auto: a scheduled run compacts at the compaction schedule and runs OPTIMIZE then "
+            "VACUUM at the VACUUM schedule; a run triggered by hand runs both. Or force optimize, "
+            "vacuum or both.",
+            type="string", enum=list(OPERATIONS), title="Operation"),
+        "tables": Param(
+            list(GOLD_TABLES), "The Gold tables to maintain.", type="array",
+            items={"type": "string", "enum": list(GOLD_TABLES)}, minItems=1, uniqueItems=True,
+            examples=list(GOLD_TABLES), title="Tables"),
+        "retention_hours": Param(
+            m.DEFAULT_RETENTION_HOURS,
+            "VACUUM keeps every file younger than this, and every version younger than this stays "
+            "readable. Below the table's delta.deletedFileRetentionDuration (7 days by default) "
+            "only with 'Allow unsafe retention'.",
+            type="integer", minimum=0, title="Retention (hours)"),
+        "allow_unsafe_retention": Param(
+            False,
+            "Lift Delta's retention safety check for this run. Only when no writer (the Gold "
+            "stream) is running: VACUUM could delete the files of a batch being written.",
+            type="boolean", title="Allow unsafe retention"),
+    }
+
+
+def resolve_mode(operation: str, run_type: str | None, logical_date: datetime | None,
+                 schedules: tuple[str, str]) -> str:
+    """What a run does: the operation asked, or for `auto` what the schedule says."""
+    if operation != "auto":
+        return operation
+    if str(run_type or "").lower().split(".")[-1] != "scheduled" or logical_date is None:
+        return "both"
+    from croniter import croniter
+
+    optimize_cron, vacuum_cron = schedules
+    if croniter.match(vacuum_cron, logical_date):
+        return "both"
+    return "optimize" if croniter.match(optimize_cron, logical_date) else "both"
+
+
+def plan_request(params: Mapping[str, Any], run_type: str | None = None,
+                 logical_date: datetime | None = None,
+                 env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """The run's request, validated, as one item per table (what `check_table` maps over):
+    {table, mode, retention_hours, allow_unsafe_retention}."""
+    operation = params.get("operation", "auto")
+    if operation not in OPERATIONS:
+        raise AirflowFailException(f"operation must be one of {', '.join(OPERATIONS)}, got {operation!r}")
+    try:
+        request = m.MaintenanceRequest(
+            tables=m.parse_tables(params.get("tables") or GOLD_TABLES),
+            mode=resolve_mode(operation, run_type, logical_date, schedules_from_env(env)),
+            retention_hours=params.get("retention_hours", m.DEFAULT_RETENTION_HOURS),
+            allow_unsafe_retention=bool(params.get("allow_unsafe_retention", False)))
+    except ConfigError as exc:
+        raise AirflowFailException(str(exc)) from None
+    log.info("maintenance of %s: %s%s", ", ".join(request.tables), request.mode,
+             f", VACUUM retention {request.retention_hours} h" if request.vacuum else "")
+    return [{"table": table, "mode": request.mode, "retention_hours": request.retention_hours,
+             "allow_unsafe_retention": request.allow_unsafe_retention} for table in request.tables]
+
+
+def _config() -> GoldConfig:
+    try:
+        return GoldConfig.from_env()
+    except ConfigError as exc:
+        raise AirflowFailException(f"configuration error: {exc}") from None
+
+
+def check_table(request: Mapping[str, Any]) -> str:
+    """Returns the request's table when it can be maintained. Skips (AirflowSkipException) when it is not a
+    Delta table yet, fails without retry when VACUUM's retention is below what it keeps. With
+    delta-rs: no JVM for a table that is not there."""
+    from flight_gold.delta_rs import open_table
+
+    table = request["table"]
+    config = _config()
+    path = config.paths.gold_table(table)
+    delta_table = open_table(path, config)
+    if delta_table is None:
+        reason = (f"{table} skipped: {path} is not a Delta table yet (no commit in its _delta_log); "
+                  f"the Gold job creates it when it starts")
+        log.warning("%s", reason)
+        raise AirflowSkipException(reason)
+    if request.get("mode") in ("vacuum", "both"):
+        properties = dict(delta_table.metadata().configuration or {})
+        try:
+            m.check_retention(table, int(request["retention_hours"]), properties,
+                              bool(request.get("allow_unsafe_retention")))
+        except m.RetentionTooShortError as exc:
+            raise AirflowFailException(str(exc)) from None
+    log.info("%s: Delta table at version %s, %d active files", table, delta_table.version(),
+             len(delta_table.file_uris()))
+    return table
+
+
+def _check_connection(conn_id: str) -> None:
+    # The provider falls back to master "yarn" when the connection is missing; say so instead.
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise AirflowFailException(
+            f"Airflow connection {conn_id!r} is not defined. For Spark on this machine set "
+            f"AIRFLOW_CONN_{conn_id.upper()}='{LOCAL_SPARK_CONNECTION}' in the environment of the "
+            "Airflow components, or create it under Admin > Connections (type Spark, host local[*] "
+            "or spark://HOST:7077).") from None
+
+
+def _driver_env() -> dict[str, str]:
+    """spark-submit and the job's Python from the worker's own interpreter (the venv), unless the
+    environment names others."""
+    bin_dir = os.path.dirname(sys.executable)
+    return {"PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
+            "PYSPARK_DRIVER_PYTHON": os.environ.get("PYSPARK_DRIVER_PYTHON", sys.executable),
+            "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable)}
+
+
+def _die_with_parent():
+    """preexec_fn: the kernel kills spark-submit when the task process dies, however it dies, so
+    that a maintenance job never outlives its task (a cut OPTIMIZE or VACUUM leaves no partial
+    commit: its uncommitted files are removed by a later VACUUM). Linux only, else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
+# -- the operator ---------------------------------------------------------------------------------
+
+class GoldMaintenanceSubmitOperator(SparkSubmitOperator):
+    """Runs jobs/maintenance.py with spark-submit on the tables `check_table` found (`tables`) as
+    `plan` asked (`request`: its items, one per requested table), and returns the
+    job's report: {"mode", "retention_hours", "tables": {table: row}, "summary"}, one row per
+    requested table (a table the check skipped is there as "skipped", with its reason).
+
+    Like the streaming DAG's operator it ships the `flight_gold` package with --py-files and the
+    project's Spark settings (`flight_gold.spark.spark_conf`) as --conf, read from the worker's
+    environment when the task runs. The job writes its report to a file in the task's working
+    folder (client deploy mode: the driver runs on the worker), which is read back here.
+
+    Job exit codes: 2 (bad input) fails without retry; 99 (every table missing) skips; 1 (a table
+    failed) fails after logging the report, and is retried.
+    """
+
+    template_fields: Sequence[str] = (*SparkSubmitOperator.template_fields, "tables", "request")
+    ui_color = "#e8f5e9"
+
+    def __init__(self, *, tables: Any = None, request: Any = None,
+                 application: str = MAINTENANCE_JOB, name: str = SPARK_APP_NAME, **kwargs: Any) -> None:
+        super().__init__(application=application, name=name, **kwargs)
+        self.tables = tables
+        self.request = request
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from flight_gold.airflow_tasks import build_package_zip
+        from flight_gold.spark import DELTA_EXCLUDES, packages, spark_conf
+
+        items = list(self.request or [])
+        if not items:
+            raise AirflowFailException("no maintenance request: the plan task returned nothing")
+        request = dict(items[0])
+        requested = [item["table"] for item in items]
+        found = self.tables if self.tables is not None else requested
+        # By index up to the count: the XComs of the mapped checks that were skipped do not exist.
+        tables = [t for t in (found[i] for i in range(len(found))) if t]
+        if not tables:
+            raise AirflowSkipException(f"none of {', '.join(requested)} is a Delta table yet: "
+                                       "nothing to maintain (see check_table)")
+        config = _config()
+        _check_connection(self._conn_id)
+        workdir = tempfile.mkdtemp(prefix="flight-gold-maintenance-")
+        report_file = os.path.join(workdir, "report.json")
+        try:
+            conf = spark_conf(config)
+            conf.pop("spark.jars.packages", None)
+            conf.pop("spark.jars.excludes", None)
+            self.conf = {**conf, **(self.conf or {})}
+            self.packages = self.packages or ",".join(packages(config))
+            self.exclude_packages = self.exclude_packages or ",".join(DELTA_EXCLUDES)
+            self.py_files = ",".join(filter(None, [build_package_zip(workdir), self.py_files]))
+            self.env_vars = {**_driver_env(), **(self.env_vars or {})}
+            mode = request.get("mode", "both")
+            retention = int(request.get("retention_hours", m.DEFAULT_RETENTION_HOURS))
+            self.application_args = [
+                "--lakehouse-root", config.lakehouse_root,
+                "--tables", ",".join(tables),
+                "--mode", mode,
+                "--retention-hours", str(retention),
+                *(["--allow-unsafe-retention"] if request.get("allow_unsafe_retention") else []),
+                "--report-file", report_file,
+                *(self.application_args or []),
+            ]
+            self.log.info("Gold maintenance: %s of %s in %s", mode, ", ".join(tables), config.lakehouse_root)
+            self._hook = self._get_hook()
+            hook = self._hook
+            try:
+                hook.submit(self.application, process_group=0, preexec_fn=_die_with_parent())
+            except AirflowException as exc:
+                returncode = hook._submit_sp.returncode if getattr(hook, "_submit_sp", None) else None
+                if returncode == m.EXIT_BAD_INPUT:
+                    reason = next((line for line in reversed(hook._last_submit_log_lines)
+                                   if line.startswith("maintenance:")), str(exc).splitlines()[0])
+                    raise AirflowFailException(
+                        f"the maintenance job rejected its input (exit code 2, not retried): {reason}") from None
+                if returncode == m.EXIT_ALL_MISSING:
+                    raise AirflowSkipException(
+                        f"none of {', '.join(tables)} is a Delta table (exit code 99): nothing to maintain") from None
+                if returncode == m.EXIT_TABLE_FAILED and os.path.exists(report_file):
+                    report = self._report(report_file, requested, tables, request)
+                    failed = [f"{t}: {r['reason']}" for t, r in report["tables"].items() if r["status"] == m.FAILED]
+                    raise AirflowException(f"maintenance failed on {'; '.join(failed)}") from None
+                raise
+            if not os.path.exists(report_file):
+                self.log.warning("the job wrote no report to %s (cluster deploy mode runs the driver "
+                                 "elsewhere): the return value is empty", report_file)
+                return {}
+            return self._report(report_file, requested, tables, request)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _report(self, report_file: str, requested: list[str], tables: list[str],
+                request: Mapping[str, Any]) -> dict[str, Any]:
+        with open(report_file) as handle:
+            document = json.load(handle)
+        rows = {row["table"]: row for row in document["tables"]}
+        for table in requested:
+            if table not in tables:
+                rows[table] = dict.fromkeys(m.REPORT_KEYS) | {
+                    "table": table, "status": m.SKIPPED, "mode": request.get("mode"),
+                    "reason": "not a Delta table yet: check_table skipped it"}
+        ordered = {t: rows[t] for t in requested if t in rows}
+        for row in ordered.values():
+            self.log.info("%s", m.format_row(row))
+        summary = m.summary(list(ordered.values()))
+        return {"mode": request.get("mode"), "retention_hours": request.get("retention_hours"),
+                "tables": ordered, "summary": summary}

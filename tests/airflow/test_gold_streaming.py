@@ -1,0 +1,205 @@
+"""The DAG gold_streaming run by Airflow (dag.test(): the real sensor, the real SparkSubmitOperator
+and spark-submit with master local[*]) on a temporary lakehouse whose Silver_ML comes from the feed;
+the Gold tables must equal the independent DuckDB computation of tests/expected.py."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psutil
+
+import pytest
+
+from expected import assert_gold_equal, expected_gold, read_delta
+from flight_gold.airflow_tasks import LOCAL_SPARK_CONNECTION
+from flight_gold.config import GoldConfig
+from flight_gold.feed.synthetic import generate
+from flight_gold.feed.writer import append_silver
+
+DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "gold_streaming.py"
+SENSOR, SUBMIT = "wait_for_silver_ml", "run_gold_streams"
+START = datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
+GOLD_TABLES = ("flight_phase_counts", "anomaly_alerts")
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path, airflow_db):
+    """The environment `make airflow` gives the Airflow components, on a temporary lakehouse."""
+    monkeypatch.setenv("LAKEHOUSE_ROOT", str(tmp_path / "lakehouse"))
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", LOCAL_SPARK_CONNECTION)
+    return GoldConfig.from_env()
+
+
+def load_dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAG_FILE))
+    assert bag.import_errors == {}
+    return bag.get_dag("gold_streaming")
+
+
+def run(dag, conf: dict, tries: dict | None = None) -> tuple[str, dict[str, str], list]:
+    """dag.test(run_conf=conf): (run state, {task: state}, the sensor's reschedule requests);
+    fills `tries` with {task: try number} when given."""
+    from airflow.models.taskreschedule import TaskReschedule
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    dag_run = dag.test(run_conf=conf)
+    with create_session() as session:
+        tis = {ti.task_id: ti for ti in dag_run.get_task_instances(session=session)}
+        reschedules = session.scalars(
+            select(TaskReschedule).where(TaskReschedule.ti_id == tis[SENSOR].id)).all()
+        if tries is not None:
+            tries.update({k: ti.try_number for k, ti in tis.items()})
+        return str(dag_run.state), {k: str(ti.state) for k, ti in tis.items()}, list(reschedules)
+
+
+def test_available_now_run_writes_the_gold_tables_of_the_independent_computation(env):
+    silver = generate(6000, start=START, rate_per_s=10, aircraft=40, anomaly_share=0.08, seed=21)
+    append_silver(silver.iloc[:2500], env)
+    append_silver(silver.iloc[2500:], env)
+
+    state, tasks, _ = run(load_dag(), {"trigger": "available-now"})
+
+    assert (state, tasks) == ("success", {SENSOR: "success", SUBMIT: "success"})
+    expected = expected_gold(silver)
+    for table in GOLD_TABLES:
+        actual = read_delta(env.paths.gold_table(table))
+        assert len(expected[table]) > 0
+        assert_gold_equal(actual, expected[table], table)
+    for query in GOLD_TABLES:
+        assert Path(env.paths.checkpoint(query), "commits").is_dir()
+
+
+def committed_batches(config: GoldConfig, query: str) -> int:
+    folder = Path(config.paths.checkpoint(query)) / "commits"
+    return len([p for p in folder.iterdir() if p.name.isdigit()]) if folder.is_dir() else 0
+
+
+def job_drivers(config: GoldConfig) -> list[psutil.Process]:
+    """The job's Python driver processes on this lakehouse."""
+    found = []
+    for p in psutil.process_iter():
+        try:
+            cmdline = p.cmdline()
+            if "python" in p.name() and any(a.endswith("jobs/streaming_gold.py") for a in cmdline) \
+                    and config.lakehouse_root in cmdline:
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_a_crashed_job_is_retried_and_resumes_from_its_checkpoint(env, monkeypatch):
+    # One Silver_ML commit per micro-batch, so that the job is killed with batches still to do.
+    monkeypatch.setenv("GOLD_MAX_FILES_PER_TRIGGER", "1")
+    silver = generate(6000, start=START, rate_per_s=10, aircraft=40, anomaly_share=0.08, seed=25)
+    commits = 6
+    for part in range(commits):
+        append_silver(silver.iloc[part * 1000:(part + 1) * 1000], env)
+    dag = load_dag()
+    task = dag.get_task(SUBMIT)
+    task.retries, task.retry_delay, task.retry_exponential_backoff = 1, timedelta(seconds=1), 0
+
+    crash: dict = {}
+
+    def kill_the_driver_after_its_first_batch():
+        deadline = time.monotonic() + 1800
+        while time.monotonic() < deadline and not crash:
+            done = {q: committed_batches(env, q) for q in GOLD_TABLES}
+            drivers = job_drivers(env)
+            if drivers and all(done.values()):
+                for driver in drivers:
+                    driver.send_signal(signal.SIGKILL)
+                crash.update(done)
+                return
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=kill_the_driver_after_its_first_batch, daemon=True)
+    watcher.start()
+    tries: dict = {}
+    state, tasks, _ = run(dag, {"trigger": "available-now"}, tries)
+    watcher.join(timeout=10)
+
+    assert crash and all(0 < n < commits for n in crash.values()), crash
+    assert (state, tasks) == ("success", {SENSOR: "success", SUBMIT: "success"})
+    assert tries[SUBMIT] == 2
+    expected = expected_gold(silver)
+    for table in GOLD_TABLES:
+        assert_gold_equal(read_delta(env.paths.gold_table(table)), expected[table], table)
+
+
+def test_sensor_times_out_naming_the_path_and_frees_its_slot_while_waiting(env, capfd):
+    state, tasks, reschedules = run(load_dag(), {"trigger": "available-now", "silver_wait_timeout": 3})
+
+    assert (state, tasks) == ("failed", {SENSOR: "failed", SUBMIT: "upstream_failed"})
+    # Each wait was a reschedule: the sensor gave its worker slot back between pokes.
+    assert len(reschedules) >= 1
+    output = "".join(capfd.readouterr())
+    failure = [line for line in output.splitlines() if "AirflowSensorTimeout: Silver_ML is not a Delta table" in line]
+    assert failure, output[-3000:]
+    assert f"no commit in {env.paths.silver_flights_ml}/_delta_log" in failure[-1]
+    assert "after waiting 3 s" in failure[-1]
+
+
+def test_only_the_named_query_runs(env):
+    silver = generate(2400, start=START, rate_per_s=10, aircraft=20, seed=22)
+    append_silver(silver, env)
+
+    state, tasks, _ = run(load_dag(), {"trigger": "available-now", "queries": ["flight_phase_counts"]})
+
+    assert (state, tasks) == ("success", {SENSOR: "success", SUBMIT: "success"})
+    assert_gold_equal(read_delta(env.paths.flight_phase_counts),
+                      expected_gold(silver)["flight_phase_counts"], "flight_phase_counts")
+    assert not Path(env.paths.anomaly_alerts).exists()
+    assert not Path(env.paths.checkpoint("anomaly_alerts")).exists()
+
+
+def test_bad_silver_fails_at_once_without_retry(env):
+    # Silver_ML is a Delta table (the sensor passes) but lacks a column the job needs: exit code 2.
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from flight_gold.delta_rs import SILVER_ML_ARROW_SCHEMA
+
+    frame = generate(10, start=START, rate_per_s=1, aircraft=2, seed=23).drop(columns=["flight_phase"])
+    schema = pa.schema([f for f in SILVER_ML_ARROW_SCHEMA if f.name != "flight_phase"])
+    write_deltalake(env.paths.silver_flights_ml, pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
+
+    from airflow.utils.session import create_session
+
+    dag_run = load_dag().test(run_conf={"trigger": "available-now"})
+    with create_session() as session:
+        ti = dag_run.get_task_instance(SUBMIT, session=session)
+        assert (str(dag_run.state), str(ti.state), ti.try_number) == ("failed", "failed", 1)
+
+
+def test_a_missing_spark_connection_is_a_clear_error(env, monkeypatch, capfd):
+    monkeypatch.delenv("AIRFLOW_CONN_SPARK_DEFAULT")
+    append_silver(generate(10, start=START, rate_per_s=1, aircraft=2, seed=24), env)
+
+    state, tasks, _ = run(load_dag(), {"trigger": "available-now"})
+
+    assert (state, tasks) == ("failed", {SENSOR: "success", SUBMIT: "failed"})
+    assert "AirflowFailException: Airflow connection 'spark_default' is not defined" in "".join(capfd.readouterr())
+
+
+def test_the_py_files_zip_holds_the_package_without_bytecode(tmp_path):
+    import zipfile
+
+    from flight_gold.airflow_tasks import build_package_zip
+
+    names = zipfile.ZipFile(build_package_zip(tmp_path)).namelist()
+    package = Path(__file__).resolve().parents[2] / "include" / "flight_gold"
+    sources = sorted(str(Path("flight_gold") / p.relative_to(package)) for p in package.rglob("*.py")
+                     if "__pycache__" not in p.parts)
+    assert sorted(n for n in names if n.endswith(".py")) == sources
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
