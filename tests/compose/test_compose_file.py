@@ -304,18 +304,25 @@ def run_init(extra_env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def connection(conn_id: str):
+    """The connection as stored in the metadata database, read by the Airflow CLI like the init
+    script writes it: a separate process with Airflow's own configuration (its Fernet key
+    included), unaffected by what in-process tests did to this interpreter's Airflow state."""
     from airflow.models import Connection
 
-    return Connection.get_connection_from_secrets(conn_id)
+    result = subprocess.run([str(Path(sys.executable).parent / "airflow"), "connections", "export", "-",
+                             "--file-format", "json"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stored = json.loads(result.stdout)
+    assert conn_id in stored, f"connection {conn_id!r} is not in the metadata database: {sorted(stored)}"
+    return Connection(conn_id=conn_id, **stored[conn_id])
 
 
 def spark_master_of(conn_id: str, monkeypatch) -> dict:
     """What SparkSubmitOperator will submit to, from the connection as stored in the database (hooks
     read the database only inside a task, so the stored connection is handed over as AIRFLOW_CONN_)."""
-    from airflow.models import Connection
     from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
 
-    stored = Connection.get_connection_from_secrets(conn_id)
+    stored = connection(conn_id)
     with monkeypatch.context() as patch:
         patch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", stored.as_json())
         return SparkSubmitHook(conn_id=conn_id)._resolve_connection()
