@@ -40,7 +40,7 @@ TRIGGERS = {"continuous": "processing-time", "available-now": "available-now"}
 
 DEFAULT_SILVER_WAIT_TIMEOUT_S = 3600
 # Airflow 3's task supervisor SIGKILLs the task's process group 5 s after its SIGTERM (and the
-# kernel then SIGKILLs spark-submit, see _die_with_parent): past this, the job is killed.
+# kernel then SIGKILLs spark-submit, see die_with_parent): past this, the job is killed.
 DEFAULT_STOP_TIMEOUT_S = 4.5
 # The job's exit code for bad input or configuration: retrying cannot help.
 JOB_EXIT_BAD_INPUT = 2
@@ -208,26 +208,16 @@ class GoldStreamingSubmitOperator(SparkSubmitOperator):
                        queries=tuple(queries) if queries else None)
 
     def execute(self, context: Any) -> None:
-        from flight_gold.spark import DELTA_EXCLUDES, packages, spark_conf
-
         self._stop_requested = False
         config = self.job_config()
-        self._check_connection()
+        check_spark_connection(self._conn_id)
         workdir = tempfile.mkdtemp(prefix="flight-gold-submit-")
         # The hook is built from these attributes; they are put back afterwards so that a second
         # try in the same process (dag.test) starts from the rendered values again.
         fields = ("conf", "packages", "exclude_packages", "py_files", "env_vars", "application_args")
         rendered = {name: getattr(self, name) for name in fields}
         try:
-            conf = spark_conf(config)
-            # Given to spark-submit as --packages / --exclude-packages, where they are resolved.
-            conf.pop("spark.jars.packages", None)
-            conf.pop("spark.jars.excludes", None)
-            self.conf = {**conf, **(self.conf or {})}
-            self.packages = self.packages or ",".join(packages(config))
-            self.exclude_packages = self.exclude_packages or ",".join(DELTA_EXCLUDES)
-            self.py_files = ",".join(filter(None, [build_package_zip(workdir), self.py_files]))
-            self.env_vars = {**_driver_env(), **(self.env_vars or {})}
+            ship_project(self, config, workdir)
             self.application_args = [
                 "--lakehouse-root", config.lakehouse_root,
                 "--trigger", config.trigger,
@@ -253,7 +243,7 @@ class GoldStreamingSubmitOperator(SparkSubmitOperator):
         hook = self._hook
         self._in_submit = True
         try:
-            hook.submit(self.application, process_group=0, preexec_fn=_die_with_parent())
+            hook.submit(self.application, process_group=0, preexec_fn=die_with_parent())
         except AirflowException as exc:
             returncode = hook._submit_sp.returncode if getattr(hook, "_submit_sp", None) else None
             if self._stop_requested:
@@ -282,18 +272,6 @@ class GoldStreamingSubmitOperator(SparkSubmitOperator):
             self.log.info("the Spark job stopped cleanly %.1f s after SIGTERM (exit code 0)", elapsed)
         else:
             self.log.warning("the Spark job ended %.1f s after SIGTERM with exit code %s", elapsed, returncode)
-
-    def _check_connection(self) -> None:
-        # The provider falls back to master "yarn" when the connection is missing; say so instead.
-        try:
-            BaseHook.get_connection(self._conn_id)
-        except AirflowNotFoundException:
-            raise AirflowFailException(
-                f"Airflow connection {self._conn_id!r} is not defined. For Spark on this machine set "
-                f"AIRFLOW_CONN_{self._conn_id.upper()}='{LOCAL_SPARK_CONNECTION}' in the environment "
-                "of the Airflow components (scripts/airflow_local.sh does), or create it under "
-                "Admin > Connections (type Spark, host local[*] or spark://HOST:7077)."
-            ) from None
 
     # -- stop -----------------------------------------------------------------------------------
 
@@ -337,6 +315,36 @@ class GoldStreamingSubmitOperator(SparkSubmitOperator):
 
 # -- helpers ------------------------------------------------------------------------------------
 
+def check_spark_connection(conn_id: str) -> None:
+    """The provider falls back to master "yarn" when the connection is missing: say so instead."""
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise AirflowFailException(
+            f"Airflow connection {conn_id!r} is not defined. For Spark on this machine set "
+            f"AIRFLOW_CONN_{conn_id.upper()}='{LOCAL_SPARK_CONNECTION}' in the environment "
+            "of the Airflow components (scripts/airflow_local.sh does), or create it under "
+            "Admin > Connections (type Spark, host local[*] or spark://HOST:7077)."
+        ) from None
+
+
+def ship_project(operator: SparkSubmitOperator, config: GoldConfig, workdir: str) -> None:
+    """Gives a project job what it needs wherever spark-submit sends it: the project's Spark
+    settings as --conf, the Delta packages as --packages (resolved by spark-submit, so not in
+    the conf), the `flight_gold` package as --py-files (zipped into `workdir`), and the worker's
+    interpreter for the driver. What the DAG set on the operator wins."""
+    from flight_gold.spark import DELTA_EXCLUDES, packages, spark_conf
+
+    conf = spark_conf(config)
+    conf.pop("spark.jars.packages", None)
+    conf.pop("spark.jars.excludes", None)
+    operator.conf = {**conf, **(operator.conf or {})}
+    operator.packages = operator.packages or ",".join(packages(config))
+    operator.exclude_packages = operator.exclude_packages or ",".join(DELTA_EXCLUDES)
+    operator.py_files = ",".join(filter(None, [build_package_zip(workdir), operator.py_files]))
+    operator.env_vars = {**_driver_env(), **(operator.env_vars or {})}
+
+
 def build_package_zip(dest_dir: str | os.PathLike) -> str:
     """A zip of the installed `flight_gold` package (sources and data files, no bytecode), for
     spark-submit --py-files: the driver and executors import the same code the worker has."""
@@ -362,11 +370,11 @@ def _driver_env() -> dict[str, str]:
     return env
 
 
-def _die_with_parent():
+def die_with_parent():
     """preexec_fn: the kernel SIGKILLs spark-submit when the task process dies, however it dies
     (Airflow's supervisor SIGKILLs the task 5 s after its SIGTERM): a Spark job never outlives the
-    task that owns it. The job's Python driver then exits as soon as its JVM is gone. Linux only;
-    elsewhere None (no preexec_fn)."""
+    task that owns it. The job's Python driver then exits as soon as its JVM is gone; a cut
+    micro-batch, OPTIMIZE or VACUUM commits nothing. Linux only; elsewhere None (no preexec_fn)."""
     if not sys.platform.startswith("linux"):
         return None
     prctl = ctypes.CDLL(None, use_errno=True).prctl

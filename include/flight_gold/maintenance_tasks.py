@@ -8,28 +8,25 @@ schedules are the only environment read then (a schedule has to be known to the 
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
 import shutil
-import signal
-import sys
 import tempfile
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Sequence
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import BaseHook, Param
+from airflow.sdk import Param
 from airflow.sdk.exceptions import (
     AirflowException,
     AirflowFailException,
-    AirflowNotFoundException,
     AirflowSkipException,
 )
 
 from flight_gold import maintenance as m
+from flight_gold.airflow_tasks import check_spark_connection, die_with_parent, ship_project
 from flight_gold.config import PROJECT_ROOT, ConfigError, GoldConfig
 from flight_gold.paths import GOLD_TABLES
 
@@ -43,7 +40,6 @@ VACUUM_SCHEDULE_ENV = "GOLD_VACUUM_SCHEDULE"
 DEFAULT_OPTIMIZE_SCHEDULE = "@hourly"
 DEFAULT_VACUUM_SCHEDULE = "@daily"
 OPERATIONS = ("auto", *m.MODES)
-LOCAL_SPARK_CONNECTION = '{"conn_type": "spark", "host": "local[*]"}'
 
 
 # -- schedule and form ----------------------------------------------------------------------------
@@ -166,44 +162,6 @@ def check_table(request: Mapping[str, Any]) -> str:
     return table
 
 
-def _check_connection(conn_id: str) -> None:
-    # The provider falls back to master "yarn" when the connection is missing; say so instead.
-    try:
-        BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        raise AirflowFailException(
-            f"Airflow connection {conn_id!r} is not defined. For Spark on this machine set "
-            f"AIRFLOW_CONN_{conn_id.upper()}='{LOCAL_SPARK_CONNECTION}' in the environment of the "
-            "Airflow components, or create it under Admin > Connections (type Spark, host local[*] "
-            "or spark://HOST:7077).") from None
-
-
-def _driver_env() -> dict[str, str]:
-    """spark-submit and the job's Python from the worker's own interpreter (the venv), unless the
-    environment names others."""
-    bin_dir = os.path.dirname(sys.executable)
-    return {"PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
-            "PYSPARK_DRIVER_PYTHON": os.environ.get("PYSPARK_DRIVER_PYTHON", sys.executable),
-            "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable)}
-
-
-def _die_with_parent():
-    """preexec_fn: the kernel kills spark-submit when the task process dies, however it dies, so
-    that a maintenance job never outlives its task (a cut OPTIMIZE or VACUUM leaves no partial
-    commit: its uncommitted files are removed by a later VACUUM). Linux only, else None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return preexec
-
-
 # -- the operator ---------------------------------------------------------------------------------
 
 class GoldMaintenanceSubmitOperator(SparkSubmitOperator):
@@ -231,9 +189,6 @@ class GoldMaintenanceSubmitOperator(SparkSubmitOperator):
         self.request = request
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from flight_gold.airflow_tasks import build_package_zip
-        from flight_gold.spark import DELTA_EXCLUDES, packages, spark_conf
-
         items = list(self.request or [])
         if not items:
             raise AirflowFailException("no maintenance request: the plan task returned nothing")
@@ -246,18 +201,11 @@ class GoldMaintenanceSubmitOperator(SparkSubmitOperator):
             raise AirflowSkipException(f"none of {', '.join(requested)} is a Delta table yet: "
                                        "nothing to maintain (see check_table)")
         config = _config()
-        _check_connection(self._conn_id)
+        check_spark_connection(self._conn_id)
         workdir = tempfile.mkdtemp(prefix="flight-gold-maintenance-")
         report_file = os.path.join(workdir, "report.json")
         try:
-            conf = spark_conf(config)
-            conf.pop("spark.jars.packages", None)
-            conf.pop("spark.jars.excludes", None)
-            self.conf = {**conf, **(self.conf or {})}
-            self.packages = self.packages or ",".join(packages(config))
-            self.exclude_packages = self.exclude_packages or ",".join(DELTA_EXCLUDES)
-            self.py_files = ",".join(filter(None, [build_package_zip(workdir), self.py_files]))
-            self.env_vars = {**_driver_env(), **(self.env_vars or {})}
+            ship_project(self, config, workdir)
             mode = request.get("mode", "both")
             retention = int(request.get("retention_hours", m.DEFAULT_RETENTION_HOURS))
             self.application_args = [
@@ -273,7 +221,7 @@ class GoldMaintenanceSubmitOperator(SparkSubmitOperator):
             self._hook = self._get_hook()
             hook = self._hook
             try:
-                hook.submit(self.application, process_group=0, preexec_fn=_die_with_parent())
+                hook.submit(self.application, process_group=0, preexec_fn=die_with_parent())
             except AirflowException as exc:
                 returncode = hook._submit_sp.returncode if getattr(hook, "_submit_sp", None) else None
                 if returncode == m.EXIT_BAD_INPUT:
