@@ -402,18 +402,6 @@ def _exit_status(proc):
     return None if result is None else (result.si_code, result.si_status)
 
 
-def _describe(status) -> str:
-    code, value = status
-    if code is None:
-        return "exit status not known"
-    if code == os.CLD_EXITED:
-        return f"exit code {value}"
-    try:
-        return f"signal {signal.Signals(value).name}"
-    except ValueError:
-        return f"status {value}"
-
-
 def _process(pid: int):
     import psutil
 

@@ -278,7 +278,6 @@ def read_new_rows(table, since_version: int | None, since_window_end: datetime |
 
 def _inserted_rows(changes):
     """The inserted rows of a change feed, in commit order, as ALERT_COLUMNS."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     changes = _normalize(changes)
