@@ -75,10 +75,10 @@ def spark_conf(config: GoldConfig) -> dict[str, str]:
     }
     if config.spark_master.startswith("local"):
         # Delta rebuilds a table's state in snapshotPartitions tasks (50, sized for clusters):
-        # Silver_ML's when a stream starts, each Gold table's at its log checkpoint. On a few
-        # local cores those tasks are pure overhead (catch-up drain 249 s -> 105 s with the
-        # RawLocalFs setting below, bench/run.py).
-        conf["spark.databricks.delta.snapshotPartitions"] = "2"
+        # Silver_ML's when a stream starts, and each Gold table's in every micro-batch (the Delta
+        # sink reads the table's SetTransactions for exactly-once, and Delta 4.4 gets them only
+        # by a full state reconstruction). On a few local cores those tasks are pure overhead.
+        conf["spark.databricks.delta.snapshotPartitions"] = "1"
     if not config.is_s3:
         # Delta writes _delta_log through Hadoop's FileContext, whose local implementation is
         # checksummed too (a .crc per file, chmod/readlink processes per commit).
