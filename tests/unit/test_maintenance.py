@@ -113,7 +113,9 @@ def test_optimize_then_default_vacuum_compacts_keeps_rows_and_time_travel(spark,
     paths = {t: config.paths.gold_table(t) for t in GOLD_TABLES}
     before = {t: (DeltaTable(p).version(), active(p), rows(p), on_disk(p)) for t, p in paths.items()}
     for table, (_, files, _, _) in before.items():
-        assert len(files) >= 4, f"{table}: the available-now runs should leave several small files"
+        # At most one file per run and shuffle partition (one partition by default): OPTIMIZE has
+        # at least two to compact into one.
+        assert len(files) >= 2, f"{table}: the available-now runs should leave several small files"
     checkpoints = tree(str(Path(config.lakehouse_root) / "_checkpoints"))
 
     report = run(spark, config)
