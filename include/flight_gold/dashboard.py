@@ -26,9 +26,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flight_gold import alerts
-from flight_gold.alerts import AlertSettings
+from flight_gold.alerts import AlertSettings, iso
 from flight_gold.config import GoldConfig
-from flight_gold.delta_rs import open_table, storage_options, table_uri
+from flight_gold.delta_rs import open_table, table_uri
+from flight_gold.lakehouse_checks import silver_ml_ready
 from flight_gold.paths import GOLD_TABLES
 from flight_gold.schemas import FLIGHT_PHASES
 
@@ -74,16 +75,6 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    value = value.astimezone(timezone.utc)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += f".{value.microsecond:06d}"
-    return text + "Z"
-
-
 def parse_instant(raw: str, name: str) -> datetime:
     """ISO 8601; without an offset the time is taken as UTC."""
     try:
@@ -91,7 +82,7 @@ def parse_instant(raw: str, name: str) -> datetime:
     except ValueError:
         raise DashboardInputError(
             f"{name} must be an ISO 8601 date-time like 2025-01-31T14:00:00Z, got {raw!r}") from None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return alerts.as_utc(value)
 
 
 def resolve_range(range_: str | None = None, start: str | None = None, end: str | None = None,
@@ -372,7 +363,7 @@ def _plain(f: pa.Field) -> pa.Field:
 def _py_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return alerts.as_utc(value)
 
 
 # -- the four panels ----------------------------------------------------------------------------
@@ -540,13 +531,6 @@ def last_alert(config: GoldConfig, settings: AlertSettings) -> dict[str, Any]:
             "message": None}
 
 
-def silver_exists(config: GoldConfig) -> bool:
-    from deltalake import DeltaTable
-
-    return DeltaTable.is_deltatable(table_uri(config.paths.silver_flights_ml),
-                                    storage_options=storage_options(config))
-
-
 def empty_state(tables: GoldTables, fresh: dict[str, Any]) -> dict[str, Any] | None:
     """What to start when a Gold table is missing or empty (None when both have rows)."""
     states = {t["table"]: t["status"] for t in fresh["tables"]}
@@ -555,7 +539,7 @@ def empty_state(tables: GoldTables, fresh: dict[str, Any]) -> dict[str, Any] | N
     config = tables.config
     waiting = [n for n, s in states.items() if s != "ok"]
     steps = []
-    if not silver_exists(config):
+    if not silver_ml_ready(config):
         steps.append(f"Feed Silver_ML: no Delta table at {config.paths.silver_flights_ml} yet "
                      "(for example `python -m flight_gold.feed.replay`).")
     steps.append(f"Trigger the DAG `{STREAMING_DAG_ID}` in Airflow (Dags > {STREAMING_DAG_ID} > Trigger): "

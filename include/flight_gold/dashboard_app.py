@@ -66,9 +66,11 @@ def _reading(config: GoldConfig):
     """Storage errors (S3 down, a corrupt log) become a 503 naming the lakehouse."""
     from deltalake.exceptions import DeltaError
 
+    from flight_gold.lakehouse_checks import LakehouseCheckError
+
     try:
         yield
-    except (DeltaError, OSError) as exc:
+    except (DeltaError, OSError, LakehouseCheckError) as exc:
         log.exception("cannot read the Gold tables under %s", config.lakehouse_root)
         raise GoldUnavailable(f"cannot read the Gold tables under {config.lakehouse_root}: {exc}") from exc
 

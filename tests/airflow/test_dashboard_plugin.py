@@ -215,6 +215,17 @@ def test_an_unreadable_table_is_a_503_naming_the_lakehouse(api, lakehouse, monke
     assert response.json()["detail"].startswith(f"cannot read the Gold tables under {lakehouse.lakehouse_root}")
 
 
+def test_an_unreachable_object_store_is_a_503_naming_the_lakehouse(api, monkeypatch):
+    """The Gold tables and the Silver_ML check of the empty state both ask the store."""
+    monkeypatch.setenv("LAKEHOUSE_ROOT", "s3a://lake/prod")
+    monkeypatch.setenv("S3_ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    response = api.get("/flight-gold/api/dashboard", headers=auth(api))
+    assert response.status_code == 503
+    assert response.json()["detail"].startswith("cannot read the Gold tables under s3a://lake/prod: ")
+
+
 # -- the latest gold_streaming run ---------------------------------------------------------------
 
 @pytest.fixture

@@ -455,3 +455,19 @@ def test_reads_a_gold_table_written_by_spark(spark, lakehouse):
     assert {p["phase"]: p["flight_count"] for p in result["phases"]}["CRUISE"] == [10, 12, 9, 11]
     fresh = {f["table"]: f for f in d.freshness(t, NOW)["tables"]}["flight_phase_counts"]
     assert (fresh["rows"], fresh["newest_window_end"], fresh["lag_seconds"]) == (9, at("12:07"), 180.0)
+
+
+def test_naive_datetimes_are_utc_whatever_the_machine_zone(monkeypatch):
+    """Gold and Airflow timestamps are UTC; a naive one must not be read in the local zone."""
+    import time
+    from datetime import datetime, timezone
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert d.iso(datetime(2024, 5, 1, 10, 0)) == "2024-05-01T10:00:00Z"
+        assert d.iso(datetime(2024, 5, 1, 10, 0, 0, 250000)) == "2024-05-01T10:00:00.250000Z"
+        assert d.iso(datetime(2024, 5, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))) == "2024-05-01T10:00:00Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
