@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from flight_gold.config import GoldConfig  # noqa: E402
+from flight_gold.config import TRIGGERS, GoldConfig  # noqa: E402
 
 log = logging.getLogger("bench.driver")
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", choices=("job", "seed"), required=True)
     parser.add_argument("--lakehouse-root", required=True)
     parser.add_argument("--master", default="local[2]")
-    parser.add_argument("--trigger", choices=("processing-time", "available-now"), default="processing-time",
+    parser.add_argument("--trigger", choices=TRIGGERS, default="processing-time",
                         help="job only; the seed always runs Spark's default trigger")
     parser.add_argument("--trigger-interval", default="10 seconds")
     parser.add_argument("--shuffle-partitions", type=int, default=None)
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.variant == "job":
         from flight_gold.spark import build_spark_session, spark_conf
-        from flight_gold.streaming import ProgressLogger, check_silver, start_queries
+        from flight_gold.streaming import ProgressLogger, check_silver
 
         if overrides:
             # The session is made here with the overrides, then handed to the job's own builder,
@@ -130,13 +130,11 @@ def main(argv: list[str] | None = None) -> int:
                 pass
         set_loggers(spark, args.logger)
         check_silver(spark, config)
-        spark.streams.addListener(ProgressLogger())
+        spark.streams.addListener(ProgressLogger(config))
         spark.streams.addListener(ProgressFile(args.progress_out))
-        started = time.time()
-        queries = start_queries(spark, config)
-        log.info("bench: queries started %.1f s after the session", time.time() - started)
+        log.info("bench: starting the queries")
         try:
-            code = _job_module().await_queries(queries, stop)
+            code = _job_module().run_streams(spark, config, stop)
         finally:
             spark.stop()
         return code

@@ -316,7 +316,7 @@ def run_realtime(args, work: Path, variant: str, min_batches: int, min_seconds: 
     history = prefill(cfg, args.prefill_minutes, args.rate, now)
     log(f"real-time {variant}: {history['rows']:,} rows of history; starting the driver and the feed "
         f"({args.rate:g} rows/s, a commit every ~{args.feed_commit_seconds:g} s)")
-    extra = job_args(args, "processing-time") if variant == "job" else seed_args(args)
+    extra = job_args(args, args.realtime_trigger) if variant == "job" else seed_args(args)
     driver = Driver(f"realtime-{variant}", work, variant, Path(cfg.lakehouse_root), extra,
                     rss_every_s=1.0 if min_seconds < 1800 else 10.0)
     feed = RealPaceFeed(cfg, args.rate, args.feed_commit_seconds, history["t0"], written=history["rows"])
@@ -460,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--feed-commit-seconds", type=float, default=5.0,
                         help="mean seconds between two Silver commits of the feed (5, jittered +-50%%)")
     parser.add_argument("--trigger-interval", default="10 seconds", help="the job's processing-time trigger ('10 seconds')")
+    parser.add_argument("--realtime-trigger", choices=("processing-time", "available-now-loop"),
+                        default="processing-time", help="the job's trigger in the real-time runs")
     parser.add_argument("--realtime-batches", type=int, default=30, help="measured batches per query, at least (30)")
     parser.add_argument("--realtime-minutes", type=float, default=None,
                         help="the job's real-time run, at least (default 120 in full mode: the memory trend)")
@@ -500,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": {"start": os.getloadavg()},
         "settings": {
             "rate_per_s": args.rate, "feed_commit_seconds": args.feed_commit_seconds,
-            "trigger_interval": args.trigger_interval, "trigger_interval_s": interval_seconds(args.trigger_interval),
+            "realtime_trigger": args.realtime_trigger, "trigger_interval": args.trigger_interval, "trigger_interval_s": interval_seconds(args.trigger_interval),
             "backlog_rows": args.rows, "realtime_batches": args.realtime_batches,
             "realtime_minutes": realtime_minutes, "seed_realtime_seconds": seed_seconds,
             "prefill_minutes": args.prefill_minutes, "warmup_batches": args.warmup_batches,

@@ -3,6 +3,7 @@
 
     python jobs/streaming_gold.py --trigger available-now
     spark-submit --py-files flight_gold.zip jobs/streaming_gold.py --trigger processing-time
+    python jobs/streaming_gold.py --trigger available-now-loop --trigger-interval "10 seconds"
 
 Exit codes: 0 done or stopped by SIGTERM/SIGINT; 1 a query failed (retry: it resumes from its
 checkpoint); 2 bad input or configuration (Silver_ML missing, unreadable or of the wrong schema, a
@@ -17,6 +18,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 
 from flight_gold.config import ConfigError, GoldConfig
 from flight_gold.logs import configure_logging
@@ -60,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
         flush_listener_events,
         lock_checkpoints,
         recorded_watermarks,
-        start_queries,
     )
 
     spark = build_spark_session(config, "flight-gold-streaming")
@@ -77,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             return _refuse(exc, EXIT_BAD_INPUT)
         listener = ProgressLogger(config, recorded_watermarks(spark, config))
         spark.streams.addListener(listener)
-        queries = start_queries(spark, config)
-        code = await_queries(queries, stop, config)
+        code = run_streams(spark, config, stop)
         flush_listener_events(spark)
         listener.log_summary()
         return code
@@ -94,11 +94,41 @@ def _refuse(exc: Exception, code: int) -> int:
     return code
 
 
-def await_queries(queries, stop: threading.Event, config: GoldConfig | None = None) -> int:
+def run_streams(spark, config: GoldConfig, stop: threading.Event) -> int:
+    """Starts the queries and waits for them; in available-now-loop mode, runs them available-now
+    once per trigger interval (an interval counts from a run's start) until `stop` is set or a run
+    fails. A stop between two runs has nothing in flight."""
+    from flight_gold.streaming import start_queries
+
+    if config.trigger != "available-now-loop":
+        return await_queries(start_queries(spark, config), stop, config)
+    from flight_gold.transforms import interval_ms
+
+    interval_s = interval_ms(config.trigger_interval) / 1000
+    run_config = config.replace(trigger="available-now")
+    runs = 0
+    log.info("available-now-loop: an available-now run of %s every %s", ", ".join(config.queries),
+             config.trigger_interval)
+    while True:
+        began = time.monotonic()
+        code = await_queries(start_queries(spark, run_config, first_start=runs == 0), stop, config,
+                             quiet=True)
+        runs += 1
+        if code != EXIT_OK or stop.is_set():
+            log.info("available-now-loop: %d runs", runs)
+            return code
+        if stop.wait(max(0.0, interval_s - (time.monotonic() - began))):
+            log.info("stopped cleanly between two runs (%d runs): every window the watermark "
+                     "closed is written", runs)
+            return EXIT_OK
+
+
+def await_queries(queries, stop: threading.Event, config: GoldConfig | None = None,
+                  quiet: bool = False) -> int:
     def failed():
         return [q for q in queries if q.exception() is not None]
 
-    while not stop.wait(0.5):
+    while not stop.wait(0.2):
         if failed() or not any(q.isActive for q in queries):
             break
     if stop.is_set():
@@ -118,7 +148,8 @@ def await_queries(queries, stop: threading.Event, config: GoldConfig | None = No
         print(f"streaming_gold: query {q.name} failed: {cause}", file=sys.stderr, flush=True)
     if broken:
         return EXIT_QUERY_FAILED
-    log.info("all queries finished: every window the watermark closed is written")
+    log.log(logging.DEBUG if quiet else logging.INFO,
+            "all queries finished: every window the watermark closed is written")
     return EXIT_OK
 
 

@@ -20,7 +20,10 @@ DEFAULT_LAKEHOUSE_ROOT = str(PROJECT_ROOT / "lakehouse")
 DEFAULT_JARS_CACHE = str(PROJECT_ROOT / ".cache" / "ivy")
 
 QUERY_NAMES = ("flight_phase_counts", "anomaly_alerts")
-TRIGGERS = ("processing-time", "available-now")
+# available-now-loop: an available-now run every trigger interval. Each run ends with the no-data
+# batch that writes the windows its data closed, where a processing-time query writes them one
+# trigger later.
+TRIGGERS = ("processing-time", "available-now", "available-now-loop")
 
 _INTERVAL = re.compile(r"^\s*\d+(\.\d+)?\s*(second|seconds|minute|minutes|hour|hours)\s*$")
 
@@ -205,10 +208,11 @@ _SETTINGS = (
     _Setting("shuffle_partitions", "GOLD_SHUFFLE_PARTITIONS", "--shuffle-partitions",
              _parse_int, "spark.sql.shuffle.partitions", {"type": int}),
     _Setting("trigger", "GOLD_TRIGGER", "--trigger", _parse_str,
-             "processing-time: run until stopped; available-now: process what is there and exit",
+             "processing-time: run until stopped; available-now: process what is there and exit; "
+             "available-now-loop: an available-now run every trigger interval, until stopped",
              {"choices": TRIGGERS}),
     _Setting("trigger_interval", "GOLD_TRIGGER_INTERVAL", "--trigger-interval", _parse_str,
-             "micro-batch interval in processing-time mode"),
+             "micro-batch interval (processing-time), or run interval (available-now-loop)"),
     _Setting("queries", "GOLD_QUERIES", "--queries", _parse_queries,
              "comma-separated: flight_phase_counts, anomaly_alerts, or both",
              {"type": lambda s: _parse_queries(s, "--queries")}),

@@ -144,12 +144,15 @@ def silver_stream(spark: SparkSession, config: GoldConfig):
     return reader.load(config.paths.silver_flights_ml)
 
 
-def start_queries(spark: SparkSession, config: GoldConfig) -> list[StreamingQuery]:
-    """Starts one streaming query per configured Gold table, each with its own checkpoint."""
+def start_queries(spark: SparkSession, config: GoldConfig, first_start: bool = True) -> list[StreamingQuery]:
+    """Starts one streaming query per configured Gold table, each with its own checkpoint.
+    `first_start=False` (the later runs of available-now-loop) skips creating the Gold tables and
+    logs the starts at debug level."""
     silver = clean_silver(silver_stream(spark, config), config)
     queries = []
     for name in config.queries:
-        ensure_gold_table(spark, config, name)
+        if first_start:
+            ensure_gold_table(spark, config, name)
         writer = (
             GOLD_TRANSFORMS[name](silver, config)
             .writeStream.format("delta")
@@ -157,14 +160,15 @@ def start_queries(spark: SparkSession, config: GoldConfig) -> list[StreamingQuer
             .queryName(name)
             .option("checkpointLocation", config.paths.checkpoint(name))
         )
-        if config.trigger == "available-now":
-            writer = writer.trigger(availableNow=True)
-        else:
+        if config.trigger == "processing-time":
             writer = writer.trigger(processingTime=config.trigger_interval)
+        else:
+            writer = writer.trigger(availableNow=True)
         queries.append(writer.start(config.paths.gold_table(name)))
-        log.info("started query %s -> %s (checkpoint %s, trigger %s)", name,
-                 config.paths.gold_table(name), config.paths.checkpoint(name),
-                 config.trigger if config.trigger == "available-now" else config.trigger_interval)
+        log.log(logging.INFO if first_start else logging.DEBUG,
+                "started query %s -> %s (checkpoint %s, trigger %s)", name,
+                config.paths.gold_table(name), config.paths.checkpoint(name),
+                config.trigger_interval if config.trigger == "processing-time" else config.trigger)
     return queries
 
 
@@ -217,9 +221,15 @@ class ProgressLogger(StreamingQueryListener):
         self._lock = threading.Lock()
         self._bucket_ms = bucket_ms(self.config)
         self._watermarks = {name: dict(marks) for name, marks in (watermarks or {}).items()}
+        self._started: set[str] = set()
 
     def onQueryStarted(self, event) -> None:  # noqa: N802 (Spark's API)
-        log.info("query %s started (id %s, run %s)", event.name, event.id, event.runId)
+        # available-now-loop starts each query every interval: the first start says it all.
+        with self._lock:
+            first = event.name not in self._started
+            self._started.add(event.name)
+        log.log(logging.INFO if first else logging.DEBUG,
+                "query %s started (id %s, run %s)", event.name, event.id, event.runId)
 
     def onQueryProgress(self, event) -> None:  # noqa: N802
         p = event.progress
@@ -272,7 +282,8 @@ class ProgressLogger(StreamingQueryListener):
         if event.exception:
             log.error("query %s terminated with an error: %s", event.id, event.exception.splitlines()[0])
         else:
-            log.info("query %s terminated", event.id)
+            log.log(logging.INFO if self.config.trigger != "available-now-loop" else logging.DEBUG,
+                    "query %s terminated", event.id)
 
     def summary(self) -> dict:
         with self._lock:

@@ -5,6 +5,7 @@ triggerer) in a temporary AIRFLOW_HOME, driven through the REST API the UI uses.
    computation;
 2. trigger it in continuous mode, append Silver_ML while it runs and let batches land, mark the
    running task failed: the Spark driver (JVM and Python) is gone within 30 s, after a clean stop;
+   the same in continuous-low-latency mode;
 3. a new run resumes from the checkpoints: Gold = the independent computation over everything,
    no window twice;
 4. stopping Airflow ends every process it started.
@@ -261,42 +262,46 @@ def test_trigger_available_now_then_continuous_stop_and_resume(live):
     assert_gold(config, first)
     assert spark_processes(config) == []
 
-    # 2. continuous: batches land while the feed appends, until the task is marked failed.
-    run_2 = airflow.trigger({"trigger": "continuous", "trigger_interval": "2 seconds"})
-    wait_for("the continuous job's Spark driver",
-             lambda: airflow.task(run_2, SUBMIT)["state"] == "running" and len(spark_processes(config)) >= 2,
-             details=lambda: airflow.run_details(run_2))
+    # 2. continuous: batches land while the feed appends, until the task is marked failed; then
+    # the same with the low-latency mode (an available-now run every interval).
     appended = [first]
     next_row = len(first)
-    for _ in range(2):
-        before = {q: commits(config, q) for q in QUERIES}
-        chunk = silver_rows(next_row, 1200)  # 2 more minutes each
-        append_silver(chunk, config)
-        appended.append(chunk)
-        next_row += len(chunk)
-        wait_for("a micro-batch of the new Silver_ML rows",
-                 lambda: all(commits(config, q) > before[q] for q in QUERIES),
+    outcome = []
+    for trigger, feed_chunks in (("continuous", 2), ("continuous-low-latency", 1)):
+        run_2 = airflow.trigger({"trigger": trigger, "trigger_interval": "2 seconds"})
+        wait_for(f"the {trigger} job's Spark driver",
+                 lambda: airflow.task(run_2, SUBMIT)["state"] == "running" and len(spark_processes(config)) >= 2,
                  details=lambda: airflow.run_details(run_2))
-    assert airflow.task(run_2, SUBMIT)["state"] == "running"
-    drivers = spark_processes(config)
-    assert {p.name() for p in drivers} >= {"java"} and any("python" in p.name() for p in drivers), drivers
+        for _ in range(feed_chunks):
+            before = {q: commits(config, q) for q in QUERIES}
+            chunk = silver_rows(next_row, 1200)  # 2 more minutes each
+            append_silver(chunk, config)
+            appended.append(chunk)
+            next_row += len(chunk)
+            wait_for("a micro-batch of the new Silver_ML rows",
+                     lambda: all(commits(config, q) > before[q] for q in QUERIES),
+                     details=lambda: airflow.run_details(run_2))
+        assert airflow.task(run_2, SUBMIT)["state"] == "running"
+        drivers = spark_processes(config)
+        assert {p.name() for p in drivers} >= {"java"} and any("python" in p.name() for p in drivers), drivers
 
-    try_number = airflow.task(run_2, SUBMIT)["try_number"]
-    airflow.mark_task_failed(run_2, SUBMIT)
-    stop_requested = time.monotonic()
-    wait_for(f"the Spark driver to end (deadline {SPARK_GONE_WITHIN_S} s)",
-             lambda: not [p for p in drivers if alive(p)],
-             timeout=SPARK_GONE_WITHIN_S, interval=0.5,
-             details=lambda: f"{spark_processes(config)}\n{airflow.run_details(run_2)}")
-    spark_gone_s = time.monotonic() - stop_requested
-    airflow.wait_run(run_2, expected="failed")
-    assert airflow.task(run_2, SUBMIT)["state"] == "failed"
-    log_2 = airflow.task_log(run_2, SUBMIT, try_number)
-    # on_kill ran and sent SIGTERM to the job's driver, which stopped its queries itself.
-    assert any("sending SIGTERM to the Spark job (pid" in line for line in log_2), log_2[-40:]
-    assert any("received SIGTERM, stopping the queries" in line for line in log_2), log_2[-40:]
-    assert any("stopped cleanly: the queries are stopped" in line for line in log_2), log_2[-40:]
-    outcome = [line for line in log_2 if "after SIGTERM" in line]
+        try_number = airflow.task(run_2, SUBMIT)["try_number"]
+        airflow.mark_task_failed(run_2, SUBMIT)
+        stop_requested = time.monotonic()
+        wait_for(f"the Spark driver to end (deadline {SPARK_GONE_WITHIN_S} s)",
+                 lambda: not [p for p in drivers if alive(p)],
+                 timeout=SPARK_GONE_WITHIN_S, interval=0.5,
+                 details=lambda: f"{spark_processes(config)}\n{airflow.run_details(run_2)}")
+        spark_gone_s = time.monotonic() - stop_requested
+        airflow.wait_run(run_2, expected="failed")
+        assert airflow.task(run_2, SUBMIT)["state"] == "failed"
+        log_2 = airflow.task_log(run_2, SUBMIT, try_number)
+        # on_kill ran and sent SIGTERM to the job's driver, which stopped its queries itself.
+        assert any("sending SIGTERM to the Spark job (pid" in line for line in log_2), log_2[-40:]
+        assert any("received SIGTERM, stopping the queries" in line for line in log_2), log_2[-40:]
+        assert any("stopped cleanly" in line for line in log_2), log_2[-40:]
+        outcome += [f"{trigger}: Spark driver gone {spark_gone_s:.1f} s after the task was marked failed"]
+        outcome += [line for line in log_2 if "after SIGTERM" in line]
     committed_at_stop = {q: commits(config, q) for q in QUERIES}
 
     # 3. a new run resumes from the checkpoints: every window once, none missing.
@@ -318,5 +323,4 @@ def test_trigger_available_now_then_continuous_stop_and_resume(live):
     assert stop.returncode == 0, stop.stderr
     assert airflow.session_processes() == [], airflow.session_processes()
     assert airflow.proc.wait(timeout=60) == 0
-    print(f"\nlive Airflow test: {time.monotonic() - started:.0f} s in all; Spark driver gone "
-          f"{spark_gone_s:.1f} s after the task was marked failed; {outcome}")
+    print(f"\nlive Airflow test: {time.monotonic() - started:.0f} s in all; {outcome}")

@@ -1,12 +1,14 @@
 """End to end: Silver_ML Delta table written by the feed -> jobs/streaming_gold.py as a real
-process (spark-submit style, available-now) -> Gold Delta tables, compared with the independent
-DuckDB computation of tests/expected.py."""
+process (spark-submit style, available-now and available-now-loop) -> Gold Delta tables, compared
+with the independent DuckDB computation of tests/expected.py."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
+from deltalake.exceptions import TableNotFoundError
 
 from expected import assert_gold_equal, expected_gold, read_delta
 from flight_gold.delta_rs import SILVER_ML_ARROW_SCHEMA
@@ -86,6 +89,63 @@ def test_available_now_runs_resume_and_equal_the_independent_computation(lakehou
     for query in ("flight_phase_counts", "anomaly_alerts"):
         last = [line for line in progress(run.stderr) if line["query"] == query][-1]
         assert last["cumulative"]["late_rows_dropped"] == len(late), last
+
+
+def wait_until_gold_matches(config, silver: pd.DataFrame, job: subprocess.Popen, log: Path,
+                            timeout_s: float = 600) -> None:
+    """Polls the Gold tables until they equal the independent computation over `silver`; the
+    timeout guards against a hung job, it is no speed goal."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert job.poll() is None, f"the job ended with {job.returncode}: {log.read_text()[-3000:]}"
+        try:
+            assert_matches(config, silver)
+            return
+        except (AssertionError, TableNotFoundError):  # not created yet
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(1)
+
+
+def test_available_now_loop_runs_every_interval_until_stopped(lakehouse, tmp_path):
+    first = generate(6000, start=START, rate_per_s=10, aircraft=40, anomaly_share=0.08, seed=1)
+    append_silver(first.iloc[:3000], lakehouse)
+    append_silver(first.iloc[3000:], lakehouse)
+    log = tmp_path / "job.log"
+    with log.open("w") as err:
+        job = subprocess.Popen(
+            [sys.executable, str(JOB), "--lakehouse-root", lakehouse.lakehouse_root, "--master", "local[2]",
+             "--trigger", "available-now-loop", "--trigger-interval", "2 seconds"],
+            stdout=subprocess.DEVNULL, stderr=err, text=True)
+    try:
+        wait_until_gold_matches(lakehouse, first, job, log)
+        # A later commit is picked up by a later run of the same process, which also writes the
+        # windows that commit closed (the run ends with the no-data batch that evicts them).
+        second = generate(6000, start=first["event_timestamp"].max().to_pydatetime(), rate_per_s=10,
+                          aircraft=40, anomaly_share=0.08, seed=2)
+        append_silver(second, lakehouse)
+        both = pd.concat([first, second], ignore_index=True)
+        wait_until_gold_matches(lakehouse, both, job, log)
+        job.send_signal(signal.SIGTERM)
+        assert job.wait(timeout=120) == 0, log.read_text()[-3000:]
+    finally:
+        if job.poll() is None:
+            job.kill()
+    stderr = log.read_text()
+    assert "stopped cleanly" in stderr, stderr[-3000:]
+    lines = progress(stderr)
+    for query in ("flight_phase_counts", "anomaly_alerts"):
+        own = [line for line in lines if line["query"] == query]
+        assert sum(line["input_rows"] for line in own) == 12000
+        # One batch id sequence across the runs: each run resumes from the checkpoint.
+        assert [line["batch_id"] for line in own] == list(range(len(own)))
+        # Two runs found new data; each ended with the no-data batch that wrote what it closed.
+        assert [line["input_rows"] > 0 for line in own] == [True, False, True, False], own
+        # A query is started once per run, but its start is logged once (INFO) per process.
+        assert sum(f"started query {query} " in line for line in stderr.splitlines()) == 1
+    # Stopped and started again: nothing new to write, no window twice.
+    assert run_job(lakehouse).returncode == 0
+    assert_matches(lakehouse, both)
 
 
 def test_gold_tables_are_readable_by_spark_and_delta_rs(lakehouse, spark):
