@@ -3,7 +3,8 @@
 Freshness is measured between two commits of two tables, so it needs what each commit holds:
 for Silver_ML the newest event time a commit added (from the add actions' stats, which delta-rs
 writes), for a Gold table the windows a commit added (from the files it added) and the
-micro-batch that wrote it (the streaming sink records it as `epochId`).
+micro-batch that wrote it (the version of the commit's `txn` action, which the Gold writer and
+Spark's Delta sink both set to the batch id).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def read_commits(table_path: str | Path) -> list[Commit]:
     log_dir = Path(table_path) / "_delta_log"
     commits = []
     for path in sorted(log_dir.glob("[0-9]" * 20 + ".json")):
-        info, added = {}, []
+        info, added, epoch = {}, [], None
         for line in path.read_text().splitlines():
             if not line.strip():
                 continue
@@ -41,13 +42,13 @@ def read_commits(table_path: str | Path) -> list[Commit]:
                 info = action["commitInfo"]
             elif "add" in action:
                 added.append(action["add"])
-        params = info.get("operationParameters") or {}
-        epoch = params.get("epochId")
+            elif "txn" in action:
+                epoch = int(action["txn"]["version"])
         commits.append(Commit(
             version=int(path.stem),
             timestamp_ms=int(info.get("timestamp", int(path.stat().st_mtime * 1000))),
             operation=info.get("operation"),
-            epoch_id=int(epoch) if epoch not in (None, "") else None,
+            epoch_id=epoch,
             added=added,
         ))
     return commits

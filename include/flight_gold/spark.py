@@ -75,9 +75,9 @@ def spark_conf(config: GoldConfig) -> dict[str, str]:
     }
     if config.spark_master.startswith("local"):
         # Delta rebuilds a table's state in snapshotPartitions tasks (50, sized for clusters):
-        # Silver_ML's when a stream starts, and each Gold table's in every micro-batch (the Delta
-        # sink reads the table's SetTransactions for exactly-once, and Delta 4.4 gets them only
-        # by a full state reconstruction). On a few local cores those tasks are pure overhead.
+        # Silver_ML's when a stream starts, and a Gold table's in every micro-batch that writes to
+        # it (the idempotent write reads the table's SetTransactions, and Delta 4.4 gets them
+        # only by a full state reconstruction). On a few local cores those tasks are overhead.
         conf["spark.databricks.delta.snapshotPartitions"] = "1"
     if not config.is_s3:
         # Delta writes _delta_log through Hadoop's FileContext, whose local implementation is

@@ -144,6 +144,44 @@ def silver_stream(spark: SparkSession, config: GoldConfig):
     return reader.load(config.paths.silver_flights_ml)
 
 
+class GoldTableWriter:
+    """The Gold tables' streaming sink (foreachBatch): appends a micro-batch's closed windows to
+    the Delta table, exactly once.
+
+    Spark's Delta sink commits every micro-batch, also the five in six (10 s trigger, 1-minute
+    windows) that close no window; each such empty commit still costs a state reconstruction of
+    the Gold table (Delta 4.4 reads the SetTransactions that way). This writer commits only the
+    batches that have rows, with the Delta sink's own idempotency keys (txnAppId = the query's
+    id, txnVersion = the batch id): a batch replayed after a crash that had already committed is
+    skipped by Delta, and tables written by the Delta sink carry on with the same records."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._query_id: str | None = None
+        self._bound = threading.Event()
+
+    def bind(self, query: StreamingQuery) -> None:
+        self._query_id = str(query.id)
+        self._bound.set()
+
+    def __call__(self, batch, batch_id: int) -> None:
+        # The first batch may start before start() has returned the query that bind() needs.
+        if not self._bound.wait(timeout=120):
+            raise RuntimeError(f"the Gold writer of {self.path} was never bound to its query")
+        # count() runs the batch's stateful plan once, into the cache the write then reads: a
+        # second run would apply the batch to the state store twice.
+        batch.persist()
+        try:
+            if batch.count() == 0:
+                return
+            (batch.write.format("delta").mode("append")
+             .option("txnAppId", self._query_id)
+             .option("txnVersion", batch_id)
+             .save(self.path))
+        finally:
+            batch.unpersist()
+
+
 def start_queries(spark: SparkSession, config: GoldConfig, first_start: bool = True) -> list[StreamingQuery]:
     """Starts one streaming query per configured Gold table, each with its own checkpoint.
     `first_start=False` (the later runs of available-now-loop) skips creating the Gold tables and
@@ -153,9 +191,10 @@ def start_queries(spark: SparkSession, config: GoldConfig, first_start: bool = T
     for name in config.queries:
         if first_start:
             ensure_gold_table(spark, config, name)
+        sink = GoldTableWriter(config.paths.gold_table(name))
         writer = (
             GOLD_TRANSFORMS[name](silver, config)
-            .writeStream.format("delta")
+            .writeStream.foreachBatch(sink)
             .outputMode("append")
             .queryName(name)
             .option("checkpointLocation", config.paths.checkpoint(name))
@@ -164,7 +203,9 @@ def start_queries(spark: SparkSession, config: GoldConfig, first_start: bool = T
             writer = writer.trigger(processingTime=config.trigger_interval)
         else:
             writer = writer.trigger(availableNow=True)
-        queries.append(writer.start(config.paths.gold_table(name)))
+        query = writer.start()
+        sink.bind(query)
+        queries.append(query)
         log.log(logging.INFO if first_start else logging.DEBUG,
                 "started query %s -> %s (checkpoint %s, trigger %s)", name,
                 config.paths.gold_table(name), config.paths.checkpoint(name),
