@@ -15,7 +15,7 @@ Triggered by hand (**Trigger** button, top right). Two tasks:
 
 | parameter | meaning |
 |---|---|
-| Trigger | `continuous` (default): the streams run until you stop them. `continuous-low-latency`: the same, each window in Gold about one interval sooner for about 3x the CPU. `available-now`: process what Silver_ML holds, write every window the watermark has closed, finish. |
+| Trigger | `continuous` (default): the streams run until you stop them. `continuous-low-latency`: the same, each window in Gold about one interval sooner for about 2x the CPU. `available-now`: process what Silver_ML holds, write every window the watermark has closed, finish. |
 | Trigger interval | micro-batch interval in the continuous modes (`10 seconds`) |
 | Queries | the Gold streams to run (both by default) |
 | Silver_ML wait timeout (s) | how long the sensor waits for Silver_ML |

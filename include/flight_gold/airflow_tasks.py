@@ -56,13 +56,13 @@ def streaming_params() -> dict[str, Param]:
             "continuous",
             "continuous: the streams run until you stop the task (mark it failed, or stop the "
             "run). continuous-low-latency: the same, but each window reaches Gold about one "
-            "trigger interval sooner, for about three times the CPU (an available-now run every "
+            "trigger interval sooner, for about twice the CPU (an available-now run every "
             "interval). available-now: process what Silver_ML holds now, write every window the "
             "watermark has closed, and finish.",
             type="string",
             enum=list(TRIGGERS),
             values_display={"continuous": "continuous (run until stopped)",
-                            "continuous-low-latency": "continuous, low latency (about 3x the CPU)",
+                            "continuous-low-latency": "continuous, low latency (about 2x the CPU)",
                             "available-now": "available-now (catch up and finish)"},
             title="Trigger",
         ),
