@@ -156,7 +156,8 @@ def test_zero_retention_override_removes_exactly_the_unreferenced_files(spark, l
     orphan = stray(path, "part-99999-failed-write.snappy.parquet", age_hours=0)
     referenced, disk = set(active(path)), on_disk(path)
     unreferenced = disk - referenced
-    assert orphan in unreferenced and len(unreferenced) >= 5
+    # The orphan and the small files OPTIMIZE replaced (at least two, see the first test).
+    assert orphan in unreferenced and len(unreferenced) >= 3
     log_before = set(os.listdir(Path(path) / "_delta_log"))
     checkpoints = tree(str(Path(config.lakehouse_root) / "_checkpoints"))
 
