@@ -39,7 +39,7 @@ if str(REPO) not in sys.path:
 import psutil  # noqa: E402
 
 from bench import metrics  # noqa: E402
-from flight_gold.config import GoldConfig  # noqa: E402
+from flight_gold.config import TRIGGERS, GoldConfig  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 DRIVER = REPO / "bench" / "driver.py"
@@ -460,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--feed-commit-seconds", type=float, default=5.0,
                         help="mean seconds between two Silver commits of the feed (5, jittered +-50%%)")
     parser.add_argument("--trigger-interval", default="10 seconds", help="the job's processing-time trigger ('10 seconds')")
-    parser.add_argument("--realtime-trigger", choices=("processing-time", "available-now-loop"),
+    parser.add_argument("--realtime-trigger", choices=[t for t in TRIGGERS if t != "available-now"],
                         default="processing-time", help="the job's trigger in the real-time runs")
     parser.add_argument("--realtime-batches", type=int, default=30, help="measured batches per query, at least (30)")
     parser.add_argument("--realtime-minutes", type=float, default=None,
