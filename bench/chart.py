@@ -1,4 +1,4 @@
-"""The benchmark's PNG: micro-batch durations, Gold freshness and driver RSS over time, job
+"""The benchmark's PNG: micro-batch durations, Gold freshness and driver memory over time, job
 against the seed's configuration."""
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ def render(results: dict, path: str) -> None:
         rss = rt.get("rss") or []
         ax_mem.plot([s[0] for s in rss], [s[1] / 2**20 for s in rss], color=COLORS[variant],
                     label=f"{variant}: driver RSS (real-time run)")
+        floor = rt.get("heap_floor") or []
+        if floor:
+            ax_mem.plot([s[0] for s in floor], [s[1] / 2**20 for s in floor], color=COLORS[variant],
+                        linestyle="--", marker=".", label=f"{variant}: JVM heap after GC, 5-min floor")
 
     interval = results.get("settings", {}).get("trigger_interval_s")
     ax_batch.set(title="Real-time micro-batch duration (feed at real pace)", xlabel="seconds since the run started",
@@ -48,7 +52,7 @@ def render(results: dict, path: str) -> None:
         ax_fresh.axhline(interval + 1, color="grey", linestyle=":", linewidth=1,
                          label=f"goal: trigger interval + 1 s = {interval + 1:g} s")
     ax_fresh.legend(fontsize=8, ncol=2)
-    ax_mem.set(title="Driver RSS (Python + JVM)", xlabel="seconds since the run started", ylabel="MiB")
+    ax_mem.set(title="Driver memory: RSS (Python + JVM) and the live JVM heap", xlabel="seconds since the run started", ylabel="MiB")
     ax_mem.legend(fontsize=8)
     fig.suptitle(results.get("title", "Flight Gold benchmark"), fontsize=11)
     fig.savefig(path, dpi=90)

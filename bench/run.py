@@ -4,7 +4,8 @@
      mode; micro-batch duration per query and for both queries pooled;
   2. catch-up: a backlog appended while the job was down, drained in available-now mode: rows/s;
   3. freshness: per Gold window, closing Silver commit -> Gold commit (from both _delta_logs);
-  4. memory: driver (Python + JVM) RSS, peak and, in full mode, its trend over a long run;
+  4. memory: driver (Python + JVM) RSS, peak and, in full mode, its trend over a long run, and
+     the trend of the JVM heap left after garbage collection (from a GC log): the live data;
   5. 1-3 for the seed's configuration (bench/seed_config.py);
   6. DuckDB computing both aggregations in batch over the same rows.
 
@@ -102,8 +103,11 @@ class Driver:
                 if jvm_proc is None:
                     # The JVM Spark runs in (not the launcher, not a process it forks for a moment:
                     # a forked child shows the parent's whole RSS until it execs).
+                    # spark-class first runs a short-lived JVM (org.apache.spark.launcher.Main)
+                    # that only builds the real command line: skip it.
                     jvm_proc = next((c for c in root.children(recursive=True)
-                                     if c.name() == "java" and "org.apache.spark.deploy.SparkSubmit" in c.cmdline()),
+                                     if c.name() == "java" and "org.apache.spark.deploy.SparkSubmit" in c.cmdline()
+                                     and "org.apache.spark.launcher.Main" not in c.cmdline()),
                                     None)
                 procs = [root] + ([jvm_proc] if jvm_proc is not None else [])
                 rss = [p.memory_info().rss for p in procs]
@@ -111,6 +115,7 @@ class Driver:
             except psutil.NoSuchProcess:
                 if not self.alive():
                     return
+                jvm_proc = None  # a JVM that was gone at once (a fork before its exec): look again
                 continue
             self.rss.append((round(time.time() - self.started, 2), sum(rss), rss[1] if len(rss) > 1 else 0))
             self.cpu.append((time.time(), cpu))
@@ -204,6 +209,19 @@ def job_args(args, trigger: str, max_files: int | None = None) -> list[str]:
 
 def seed_args(args) -> list[str]:
     return ["--master", args.master, *[x for item in args.seed_conf for x in ("--conf", item)]]
+
+
+def with_gc_log(extra: list[str], path: Path) -> list[str]:
+    """Driver arguments plus a GC log (JDK unified logging, one line a pause), kept beside any
+    JVM options a tuning trial already sets."""
+    key = "spark.driver.extraJavaOptions="
+    option = f"-Xlog:gc:file={path}:uptime"
+    out, merged = list(extra), False
+    for i in range(1, len(out)):
+        if out[i - 1] == "--conf" and out[i].startswith(key):
+            out[i] = f"{out[i]} {option}"
+            merged = True
+    return out if merged else [*out, "--conf", key + option]
 
 
 # -- 2, 5, 6: catch-up, DuckDB and equality -----------------------------------------------------
@@ -317,6 +335,9 @@ def run_realtime(args, work: Path, variant: str, min_batches: int, min_seconds: 
     log(f"real-time {variant}: {history['rows']:,} rows of history; starting the driver and the feed "
         f"({args.rate:g} rows/s, a commit every ~{args.feed_commit_seconds:g} s)")
     extra = job_args(args, args.realtime_trigger) if variant == "job" else seed_args(args)
+    gc_log = work / f"realtime-{variant}.gc.log"
+    gc_log.unlink(missing_ok=True)
+    extra = with_gc_log(extra, gc_log)
     driver = Driver(f"realtime-{variant}", work, variant, Path(cfg.lakehouse_root), extra,
                     rss_every_s=1.0 if min_seconds < 1800 else 10.0)
     feed = RealPaceFeed(cfg, args.rate, args.feed_commit_seconds, history["t0"], written=history["rows"])
@@ -368,6 +389,8 @@ def run_realtime(args, work: Path, variant: str, min_batches: int, min_seconds: 
         "ms_per_batch": cpu_s * 1000 / len(measured)}
     rss = [(t, total) for t, total, _ in driver.rss]
     long_run = min_seconds >= 1800
+    heap = metrics.heap_after_gc(gc_log.read_text(errors="replace").splitlines()) if gc_log.exists() else []
+    floor = metrics.heap_floor(heap)
     return {
         "t0_ms": int(driver.started * 1000),
         "duration_s": stopped_at_ms / 1000 - driver.started,
@@ -385,6 +408,9 @@ def run_realtime(args, work: Path, variant: str, min_batches: int, min_seconds: 
         "rss": rss,
         "peak_rss_mib": peak_mib(driver.rss),
         "rss_trend": metrics.linear_trend(rss, skip_s=600) if long_run else None,
+        "gc_pauses": len(heap),
+        "heap_floor": floor,
+        "heap_trend": metrics.linear_trend(floor, skip_s=600) if long_run else None,
         "state_rows_last": {q: next((b["state_rows"] for b in reversed(batches) if b["query"] == q), None)
                             for q in metrics.DELAYS_MS},
     }
@@ -444,6 +470,12 @@ def table(results: dict) -> str:
         rows.append((f"freshness s, {key}", fmt(a, digits=1), fmt(b, digits=1), "", ""))
     rows.append(("peak driver RSS MiB (real-time)", fmt(((job.get("realtime") or {}).get("peak_rss_mib") or {}).get("total")),
                  fmt(((seed.get("realtime") or {}).get("peak_rss_mib") or {}).get("total")), "", ""))
+    def heap(variant, at):
+        floor = (variant.get("realtime") or {}).get("heap_floor") or []
+        return floor[at][1] / 2**20 if floor else None
+
+    for label, at in (("first", 0), ("last", -1)):
+        rows.append((f"live heap MiB, {label} 5-min floor after GC", fmt(heap(job, at)), fmt(heap(seed, at)), "", ""))
     widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
     lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in rows]
@@ -549,7 +581,8 @@ def headline(results: dict) -> None:
     results["freshness_s_median"] = fresh.get("median")
     results["freshness_s_p95"] = fresh.get("p95")
     results["driver_peak_rss_mib"] = (job_rt.get("peak_rss_mib") or {}).get("total")
-    results["memory"] = {"peak_rss_mib": results["driver_peak_rss_mib"], "trend": job_rt.get("rss_trend")}
+    results["memory"] = {"peak_rss_mib": results["driver_peak_rss_mib"], "trend": job_rt.get("rss_trend"),
+                         "heap_trend": job_rt.get("heap_trend")}
     eq = cu.get("equality")
     compared = eq and sum(t["rows_left"] for t in eq["job_vs_seed"]["tables"].values()) > 0
     results["gold_equal_job_vs_seed"] = eq["job_vs_seed"]["equal"] if compared else None

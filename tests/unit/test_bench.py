@@ -139,6 +139,40 @@ def test_memory_trend_slope_and_growth():
     assert metrics.linear_trend(samples[:2]) is None
 
 
+GC_LOG = """\
+[0.012s] Using G1
+[4.210s] GC(0) Pause Young (Normal) (G1 Evacuation Pause) 51M->9M(256M) 6.789ms
+[130.002s] GC(1) Pause Young (Concurrent Start) (G1 Humongous Allocation) 210M->88M(512M) 12.100ms
+[130.050s] GC(2) Concurrent Mark Cycle
+[131.500s] GC(2) Pause Remark 120M->119M(512M) 2.001ms
+[290.900s] GC(3) Pause Young (Mixed) (G1 Evacuation Pause) 300M->70M(512M) 9.000ms
+[301.000s] GC(4) Pause Young (Allocation Failure) 400M->95M(980M) 8.000ms
+[650.000s] GC(5) Pause Full (System.gc()) 150M->61M(980M) 80.000ms
+"""
+
+
+def test_heap_after_gc_reads_every_pause_and_the_floor_is_the_lowest_per_bucket():
+    mib = 2**20
+    samples = metrics.heap_after_gc(GC_LOG.splitlines())
+    # Six pauses (the concurrent cycle's line and the banner are not pauses).
+    assert samples == [(4.21, 9 * mib), (130.002, 88 * mib), (131.5, 119 * mib), (290.9, 70 * mib),
+                       (301.0, 95 * mib), (650.0, 61 * mib)]
+    # Buckets [0, 300), [300, 600), [600, 900): the lowest of each, at its own time.
+    assert metrics.heap_floor(samples, every_s=300) == [(4.21, 9 * mib), (301.0, 95 * mib), (650.0, 61 * mib)]
+    assert metrics.heap_floor([]) == []
+
+
+def test_memory_goal_judges_the_live_heap_when_there_is_one():
+    flat = {"growth_pct": 3.0}
+    rising = {"growth_pct": 25.0}
+    on_heap = metrics.goals({"memory": {"trend": rising, "heap_trend": flat}}, trigger_interval_s=10)[-1]
+    assert (on_heap["value"], on_heap["met"]) == (3.0, True)
+    assert "live heap" in on_heap["goal"]
+    on_rss = metrics.goals({"memory": {"trend": rising, "heap_trend": None}}, trigger_interval_s=10)[-1]
+    assert (on_rss["value"], on_rss["met"]) == (25.0, False)
+    assert "RSS" in on_rss["goal"]
+
+
 def test_goals_report_values_and_verdicts():
     results = {"realtime_batch_ms_median": 250.0, "realtime_speedup_vs_seed": 3.5,
                "catchup_rows_per_second": 600_000.0, "catchup_speedup_vs_seed": 2.0,
@@ -146,3 +180,15 @@ def test_goals_report_values_and_verdicts():
     verdicts = [(g["value"], g["met"]) for g in metrics.goals(results, trigger_interval_s=10)]
     assert verdicts == [(250.0, True), (3.5, False), (600_000.0, True), (2.0, True), (2.0, True),
                         (12.0, False), (None, None)]
+
+
+def test_gc_log_option_joins_the_jvm_options_a_trial_already_sets():
+    from bench.run import with_gc_log
+
+    log = Path("/w/realtime-job.gc.log")
+    plain = with_gc_log(["--master", "local[2]"], log)
+    assert plain == ["--master", "local[2]", "--conf",
+                     "spark.driver.extraJavaOptions=-Xlog:gc:file=/w/realtime-job.gc.log:uptime"]
+    trial = with_gc_log(["--conf", "spark.driver.extraJavaOptions=-XX:+UseParallelGC", "--conf", "a=b"], log)
+    assert trial == ["--conf", "spark.driver.extraJavaOptions=-XX:+UseParallelGC -Xlog:gc:file=/w/realtime-job.gc.log:uptime",
+                     "--conf", "a=b"]
