@@ -39,7 +39,11 @@ def render(results: dict, path: str) -> None:
         floor = rt.get("heap_floor") or []
         if floor:
             ax_mem.plot([s[0] for s in floor], [s[1] / 2**20 for s in floor], color=COLORS[variant],
-                        linestyle="--", marker=".", label=f"{variant}: JVM heap after GC, 5-min floor")
+                        linestyle="--", marker=".", label=f"{variant}: JVM heap after young GCs, 5-min floor")
+        full = rt.get("heap_after_full_gc") or []
+        if full:
+            ax_mem.scatter([s[0] for s in full], [s[1] / 2**20 for s in full], color=COLORS[variant], marker="D",
+                           label=f"{variant}: live heap after a full GC")
 
     interval = results.get("settings", {}).get("trigger_interval_s")
     ax_batch.set(title="Real-time micro-batch duration (feed at real pace)", xlabel="seconds since the run started",

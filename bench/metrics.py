@@ -166,12 +166,14 @@ GC_PAUSE = re.compile(r"^\[(?P<uptime>\d+(?:\.\d+)?)s\].*?GC\(\d+\) Pause .*?"
                       r"(?P<before>\d+)M->(?P<after>\d+)M\((?P<committed>\d+)M\)")
 
 
-def heap_after_gc(lines: Iterable[str]) -> list[tuple[float, int]]:
-    """(JVM uptime seconds, heap bytes in use right after the pause) for each GC pause logged."""
+def heap_after_gc(lines: Iterable[str], full: bool | None = None) -> list[tuple[float, int]]:
+    """(JVM uptime seconds, heap bytes in use right after the pause) for each GC pause logged;
+    `full=True` keeps only full collections (Spark's ContextCleaner asks for one every 30 minutes:
+    what is left is exactly the live data), `full=False` only the others."""
     out = []
     for line in lines:
         match = GC_PAUSE.match(line)
-        if match:
+        if match and (full is None or full == (" Pause Full " in line)):
             out.append((float(match["uptime"]), int(match["after"]) * 2**20))
     return out
 

@@ -160,6 +160,9 @@ def test_heap_after_gc_reads_every_pause_and_the_floor_is_the_lowest_per_bucket(
     # Buckets [0, 300), [300, 600), [600, 900): the lowest of each, at its own time.
     assert metrics.heap_floor(samples, every_s=300) == [(4.21, 9 * mib), (301.0, 95 * mib), (650.0, 61 * mib)]
     assert metrics.heap_floor([]) == []
+    assert metrics.heap_after_gc(GC_LOG.splitlines(), full=True) == [(650.0, 61 * mib)]
+    assert [t for t, _ in metrics.heap_after_gc(GC_LOG.splitlines(), full=False)] == [4.21, 130.002, 131.5,
+                                                                                       290.9, 301.0]
 
 
 def test_memory_goal_judges_the_live_heap_when_there_is_one():
