@@ -484,7 +484,7 @@ def table(results: dict) -> str:
 
     for label, at in (("first", 0), ("last", -1)):
         rows.append((f"heap MiB, {label} 5-min floor after young GCs", fmt(heap(job, at)), fmt(heap(seed, at)), "", ""))
-    rows.append(("live heap MiB after each full GC", fmt(full(job)), fmt(full(seed)), "", ""))
+    rows.append(("live heap MiB after each full GC", full(job) or "-", full(seed) or "-", "", ""))
     widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
     lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in rows]
