@@ -103,6 +103,15 @@ class HadoopFiles:
             return None
         return [status.getPath().getName() for status in fs.listStatus(p)]
 
+    def has_files(self, directory: str) -> bool:
+        """Whether there is a file anywhere under `directory` (empty folders do not count)."""
+        p, fs = self._fs(directory)
+        return fs.exists(p) and fs.listFiles(p, True).hasNext()
+
+    def delete_tree(self, directory: str) -> None:
+        p, fs = self._fs(directory)
+        fs.delete(p, True)
+
     def read(self, path: str) -> bytes:
         p, fs = self._fs(path)
         stream = fs.open(p)

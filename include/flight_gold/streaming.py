@@ -129,8 +129,18 @@ def ensure_gold_table(spark: SparkSession, config: GoldConfig, name: str) -> Non
     (dashboard, alerts) find an empty table rather than nothing before the first window closes."""
     from delta.tables import DeltaTable
 
+    path = config.paths.gold_table(name)
+    files = HadoopFiles(spark)
+    log_dir = path.rstrip("/") + "/_delta_log"
+    # A kill during the very first creation can leave `_delta_log/` (and `_staged_commits/`)
+    # with no file in them: Delta then takes the folder for a table and refuses both to read and
+    # to create it. With no file there is no commit, so nothing is lost by starting again.
+    if files.list(log_dir) is not None and not files.has_files(log_dir):
+        log.warning("%s: removing an empty _delta_log left by a creation stopped before its first "
+                    "commit, then creating the table", path)
+        files.delete_tree(log_dir)
     (DeltaTable.createIfNotExists(spark)
-     .location(config.paths.gold_table(name))
+     .location(path)
      .addColumns(GOLD_SCHEMAS[name])
      .execute())
 

@@ -72,3 +72,24 @@ def test_a_writer_never_bound_to_its_query_fails_clearly(spark, table, monkeypat
     monkeypatch.setattr(writer._bound, "wait", lambda timeout: False)
     with pytest.raises(RuntimeError, match="never bound to its query"):
         writer(rows(spark, ("CRUISE", 1)), 0)
+
+
+def test_a_creation_killed_before_its_first_commit_is_started_again(spark, lakehouse):
+    # What a kill -9 in DeltaTable.createIfNotExists left in the 20-kill loop: folders, no file.
+    path = Path(lakehouse.paths.gold_table(TABLE))
+    (path / "_delta_log" / "_staged_commits").mkdir(parents=True)
+    ensure_gold_table(spark, lakehouse, TABLE)
+    assert sorted(p.name for p in (path / "_delta_log").glob("*.json")) == ["00000000000000000000.json"]
+    assert spark.read.format("delta").load(str(path)).schema == GOLD_SCHEMAS[TABLE]
+    ensure_gold_table(spark, lakehouse, TABLE)  # an existing table is left as it is
+    assert versions(spark, str(path)) == 1
+
+
+def test_a_log_with_files_is_never_removed(spark, lakehouse):
+    # Not a creation cut short: Delta's own error stands and the file stays.
+    path = Path(lakehouse.paths.gold_table(TABLE))
+    (path / "_delta_log").mkdir(parents=True)
+    (path / "_delta_log" / "00000000000000000000.json").write_text("not json\n")
+    with pytest.raises(Exception):
+        ensure_gold_table(spark, lakehouse, TABLE)
+    assert (path / "_delta_log" / "00000000000000000000.json").read_text() == "not json\n"
