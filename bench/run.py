@@ -101,10 +101,10 @@ class Driver:
         while not self._stop_sampling.wait(every):
             try:
                 if jvm_proc is None:
-                    # The JVM Spark runs in (not the launcher, not a process it forks for a moment:
-                    # a forked child shows the parent's whole RSS until it execs).
-                    # spark-class first runs a short-lived JVM (org.apache.spark.launcher.Main)
-                    # that only builds the real command line: skip it.
+                    # The JVM Spark runs in: not spark-class's short-lived launcher JVM
+                    # (org.apache.spark.launcher.Main, it only builds the command line), not a
+                    # process it forks for a moment (a forked child shows the parent's whole RSS
+                    # until it execs).
                     jvm_proc = next((c for c in root.children(recursive=True)
                                      if c.name() == "java" and "org.apache.spark.deploy.SparkSubmit" in c.cmdline()
                                      and "org.apache.spark.launcher.Main" not in c.cmdline()),

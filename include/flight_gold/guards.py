@@ -103,10 +103,10 @@ class HadoopFiles:
             return None
         return [status.getPath().getName() for status in fs.listStatus(p)]
 
-    def has_files(self, directory: str) -> bool:
-        """Whether there is a file anywhere under `directory` (empty folders do not count)."""
+    def only_folders(self, directory: str) -> bool:
+        """Whether `directory` exists and holds no file anywhere below it (empty folders only)."""
         p, fs = self._fs(directory)
-        return fs.exists(p) and fs.listFiles(p, True).hasNext()
+        return fs.exists(p) and not fs.listFiles(p, True).hasNext()
 
     def delete_tree(self, directory: str) -> None:
         p, fs = self._fs(directory)
@@ -265,6 +265,18 @@ def check_checkpoint_source(files: FileAccess, config: GoldConfig, silver_table_
 
 
 # -- Silver_ML's _delta_log is readable ------------------------------------------------------------
+
+def clear_unborn_delta_log(files: HadoopFiles, table: str) -> bool:
+    """Removes a `_delta_log` that holds folders and no file, which is what a kill during the
+    table's very first creation leaves (`_delta_log/_staged_commits/`): Delta then takes the
+    folder for a table and refuses both to read and to create it. With no file there is no
+    commit, so nothing is lost. True when it removed one."""
+    log_dir = _join(table, "_delta_log")
+    if not files.only_folders(log_dir):
+        return False
+    files.delete_tree(log_dir)
+    return True
+
 
 def validate_delta_log(files: FileAccess, table: str, from_version: int | None = None) -> int | None:
     """Checks the log entries Delta will read: every commit after the newest checkpoint (the

@@ -23,6 +23,7 @@ from flight_gold.guards import (
     GuardError,
     HadoopFiles,
     check_checkpoint_source,
+    clear_unborn_delta_log,
     checkpoint_watermarks,
     latest_source_offset,
     lock_checkpoints,
@@ -130,15 +131,9 @@ def ensure_gold_table(spark: SparkSession, config: GoldConfig, name: str) -> Non
     from delta.tables import DeltaTable
 
     path = config.paths.gold_table(name)
-    files = HadoopFiles(spark)
-    log_dir = path.rstrip("/") + "/_delta_log"
-    # A kill during the very first creation can leave `_delta_log/` (and `_staged_commits/`)
-    # with no file in them: Delta then takes the folder for a table and refuses both to read and
-    # to create it. With no file there is no commit, so nothing is lost by starting again.
-    if files.list(log_dir) is not None and not files.has_files(log_dir):
-        log.warning("%s: removing an empty _delta_log left by a creation stopped before its first "
-                    "commit, then creating the table", path)
-        files.delete_tree(log_dir)
+    if clear_unborn_delta_log(HadoopFiles(spark), path):
+        log.warning("%s: removed an empty _delta_log left by a creation stopped before its first "
+                    "commit; creating the table", path)
     (DeltaTable.createIfNotExists(spark)
      .location(path)
      .addColumns(GOLD_SCHEMAS[name])
