@@ -6,12 +6,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JARS_STAMP := .cache/ivy/.delta-jars
 
-.PHONY: help venv jars demo test test-fast airflow airflow-stop clean
+.PHONY: help venv jars demo test test-fast lint format airflow airflow-stop clean
 
 help:
 	@echo "make demo          set up, replay the recorded Paris traffic into Silver_ML, run the Gold job, show Gold"
 	@echo "make test          set up and run the whole test suite"
-	@echo "make test-fast     unit tests only"
+	@echo "make test-fast     the fast tier: every module, no long end-to-end run"
+	@echo "make lint          ruff: lint and format check (what .ci/run checks first)"
+	@echo "make format        ruff: format the tree and apply safe lint fixes"
 	@echo "make airflow       start Airflow (UI on http://localhost:8080) for this project; Ctrl-C stops it"
 	@echo "make airflow-stop  stop an Airflow started by 'make airflow' in the background"
 
@@ -27,8 +29,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 venv: $(STAMP)
 
 # Resolves the Delta jars from Maven Central once into .cache/ivy; later runs start offline.
-$(JARS_STAMP): $(STAMP) include/flight_gold/spark.py
-	$(BIN)/python -m flight_gold.spark --resolve-jars
+$(JARS_STAMP): $(STAMP) include/flight_gold/spark/session.py
+	$(BIN)/python -m flight_gold.spark.session --resolve-jars
 	touch $@
 
 jars: $(JARS_STAMP)
@@ -40,7 +42,15 @@ test: $(JARS_STAMP)
 	$(BIN)/python -m pytest tests
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest -m "not slow and not e2e" tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 airflow: $(JARS_STAMP)
 	scripts/airflow_local.sh start

@@ -1,4 +1,4 @@
-"""How long one anomaly check (flight_gold.alerts.run_check) takes on a Gold table the size of a
+"""How long one anomaly check (flight_gold.alerting.run_check) takes on a Gold table the size of a
 day of real traffic, without Airflow: the first check (whole snapshot) and a routine 5-minute check
 (the commits a 10-second trigger writes in 5 minutes).
 
@@ -14,17 +14,17 @@ import json
 import random
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from flight_gold.alerts import AlertSettings, run_check
-from flight_gold.config import GoldConfig
-from flight_gold.delta_rs import GOLD_ARROW_SCHEMAS
+from flight_gold.alerting import AlertSettings, run_check
+from flight_gold.core.config import GoldConfig
+from flight_gold.lake.schemas import GOLD_ARROW_SCHEMAS
 
 SCHEMA = GOLD_ARROW_SCHEMAS["anomaly_alerts"]
-T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
 
 class Counter:
@@ -42,12 +42,24 @@ def windows(first_minute: int, minutes: int, countries: int, rng: random.Random)
         for c in range(countries):
             total = rng.randint(1, 400)
             anomalous = rng.randint(0, max(1, total // 8))
-            rows.append(dict(window_start=start, window_end=start + timedelta(minutes=5),
-                             origin_country=f"Country{c:03d}", total_observations=total,
-                             altitude_anomalies=anomalous, velocity_anomalies=0,
-                             anomaly_rate=anomalous / total, max_altitude=11000.0, min_altitude=0.0,
-                             max_velocity=900.0, avg_altitude=8000.0, avg_velocity=700.0,
-                             stddev_altitude=100.0, stddev_velocity=10.0))
+            rows.append(
+                dict(
+                    window_start=start,
+                    window_end=start + timedelta(minutes=5),
+                    origin_country=f"Country{c:03d}",
+                    total_observations=total,
+                    altitude_anomalies=anomalous,
+                    velocity_anomalies=0,
+                    anomaly_rate=anomalous / total,
+                    max_altitude=11000.0,
+                    min_altitude=0.0,
+                    max_velocity=900.0,
+                    avg_altitude=8000.0,
+                    avg_velocity=700.0,
+                    stddev_altitude=100.0,
+                    stddev_velocity=10.0,
+                )
+            )
     return pa.Table.from_pylist(rows, schema=SCHEMA)
 
 
@@ -83,12 +95,19 @@ def main() -> None:
     routine = run_check(config, settings, channels)
     routine_s = time.perf_counter() - started
 
-    print(json.dumps({
-        "gold_rows": minutes * args.countries, "first_check_s": round(first_s, 3),
-        "first_check_breaches": first["breaches_found"], "routine_check_s": round(routine_s, 3),
-        "routine_check_commits": 30, "routine_check_breaches": routine["breaches_found"],
-        "root": root,
-    }))
+    print(
+        json.dumps(
+            {
+                "gold_rows": minutes * args.countries,
+                "first_check_s": round(first_s, 3),
+                "first_check_breaches": first["breaches_found"],
+                "routine_check_s": round(routine_s, 3),
+                "routine_check_commits": 30,
+                "routine_check_breaches": routine["breaches_found"],
+                "root": root,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-KEYS = {"flight_phase_counts": ["window_start", "flight_phase"],
-        "anomaly_alerts": ["window_start", "origin_country"]}
+KEYS = {
+    "flight_phase_counts": ["window_start", "flight_phase"],
+    "anomaly_alerts": ["window_start", "origin_country"],
+}
 
 
 def normalize(df: pd.DataFrame, table: str) -> pd.DataFrame:
@@ -14,7 +16,8 @@ def normalize(df: pd.DataFrame, table: str) -> pd.DataFrame:
     for col in ("window_start", "window_end"):
         ts = pd.to_datetime(df[col])
         df[col] = (ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")).astype(
-            "datetime64[us, UTC]")
+            "datetime64[us, UTC]"
+        )
     for col in df.columns:
         if col.endswith(("_count", "_observations", "_anomalies")):
             df[col] = df[col].astype("int64")

@@ -44,13 +44,15 @@ def read_commits(table_path: str | Path) -> list[Commit]:
                 added.append(action["add"])
             elif "txn" in action:
                 epoch = int(action["txn"]["version"])
-        commits.append(Commit(
-            version=int(path.stem),
-            timestamp_ms=int(info.get("timestamp", int(path.stat().st_mtime * 1000))),
-            operation=info.get("operation"),
-            epoch_id=epoch,
-            added=added,
-        ))
+        commits.append(
+            Commit(
+                version=int(path.stem),
+                timestamp_ms=int(info.get("timestamp", int(path.stat().st_mtime * 1000))),
+                operation=info.get("operation"),
+                epoch_id=epoch,
+                added=added,
+            )
+        )
     return commits
 
 
@@ -89,9 +91,15 @@ def silver_commits(table_path: str | Path) -> list[dict]:
                 if len(values):
                     lows.append(_ts_ms(values.min()))
                     highs.append(_ts_ms(values.max()))
-        out.append({"version": c.version, "timestamp_ms": c.timestamp_ms,
-                    "min_event_ms": min(lows) if lows else None,
-                    "max_event_ms": max(highs) if highs else None, "rows": rows})
+        out.append(
+            {
+                "version": c.version,
+                "timestamp_ms": c.timestamp_ms,
+                "min_event_ms": min(lows) if lows else None,
+                "max_event_ms": max(highs) if highs else None,
+                "rows": rows,
+            }
+        )
     return out
 
 
@@ -108,5 +116,9 @@ def gold_windows(table_path: str | Path) -> dict[int, dict]:
                     continue
                 key = _ts_ms(end)
                 if key not in first:
-                    first[key] = {"timestamp_ms": c.timestamp_ms, "version": c.version, "epoch_id": c.epoch_id}
+                    first[key] = {
+                        "timestamp_ms": c.timestamp_ms,
+                        "version": c.version,
+                        "epoch_id": c.epoch_id,
+                    }
     return first

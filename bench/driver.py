@@ -1,7 +1,7 @@
 """One benchmarked Spark driver, run by bench/run.py as its own process (a fresh JVM per run):
 
 - `--variant job`: the Gold job as jobs/streaming_gold.py runs it (build_spark_session, the
-  job's ProgressLogger, start_queries, the job's await loop), with its flags;
+  job's ProgressLogger, start_queries, the job's run loop), with its flags;
 - `--variant seed`: the seed's configuration (bench/seed_config.py).
 
 Besides the job's own `gold_progress` log lines, every StreamingQueryProgress is written in full
@@ -13,22 +13,16 @@ Runs until the queries end (available-now) or SIGTERM/SIGINT, then stops them at
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
 from pyspark.sql.streaming import StreamingQueryListener
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from flight_gold.config import TRIGGERS, GoldConfig  # noqa: E402
+from flight_gold.core.config import JOB_TRIGGERS, GoldConfig
 
 log = logging.getLogger("bench.driver")
 
@@ -44,7 +38,9 @@ class ProgressFile(StreamingQueryListener):
         pass
 
     def onQueryProgress(self, event) -> None:  # noqa: N802
-        line = json.dumps({"received_ms": int(time.time() * 1000), "progress": json.loads(event.progress.json)})
+        line = json.dumps(
+            {"received_ms": int(time.time() * 1000), "progress": json.loads(event.progress.json)}
+        )
         with self._lock:
             self._out.write(line + "\n")
 
@@ -55,18 +51,12 @@ class ProgressFile(StreamingQueryListener):
         pass
 
 
-def _job_module():
-    spec = importlib.util.spec_from_file_location("streaming_gold", REPO / "jobs" / "streaming_gold.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def set_loggers(spark, items: list[str]) -> None:
     jvm = spark.sparkContext._jvm
     for name, level in parse_conf(items).items():
         jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
-            name, jvm.org.apache.logging.log4j.Level.toLevel(level))
+            name, jvm.org.apache.logging.log4j.Level.toLevel(level)
+        )
 
 
 def parse_conf(items: list[str]) -> dict[str, str]:
@@ -80,22 +70,31 @@ def parse_conf(items: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flight_gold.logs import configure_logging
+    from flight_gold.core.logs import configure_logging
 
     parser = argparse.ArgumentParser(prog="bench/driver.py")
     parser.add_argument("--variant", choices=("job", "seed"), required=True)
     parser.add_argument("--lakehouse-root", required=True)
     parser.add_argument("--master", default="local[2]")
-    parser.add_argument("--trigger", choices=TRIGGERS, default="processing-time",
-                        help="job only; the seed always runs Spark's default trigger")
+    parser.add_argument(
+        "--trigger",
+        choices=JOB_TRIGGERS,
+        default="processing-time",
+        help="job only; the seed always runs Spark's default trigger",
+    )
     parser.add_argument("--trigger-interval", default="10 seconds")
     parser.add_argument("--shuffle-partitions", type=int, default=None)
     parser.add_argument("--max-files-per-trigger", type=int, default=None)
     parser.add_argument("--max-bytes-per-trigger", default=None)
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--progress-out", required=True)
-    parser.add_argument("--logger", action="append", default=[], metavar="NAME=LEVEL",
-                        help="a JVM logger's level, for diagnosis (e.g. the code generator's compile times)")
+    parser.add_argument(
+        "--logger",
+        action="append",
+        default=[],
+        metavar="NAME=LEVEL",
+        help="a JVM logger's level, for diagnosis (e.g. the code generator's compile times)",
+    )
     args = parser.parse_args(argv)
     configure_logging()
     overrides = parse_conf(args.conf)
@@ -105,13 +104,20 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
 
     config = GoldConfig.from_env(
-        {}, lakehouse_root=args.lakehouse_root, spark_master=args.master, trigger=args.trigger,
-        trigger_interval=args.trigger_interval, shuffle_partitions=args.shuffle_partitions,
-        max_files_per_trigger=args.max_files_per_trigger, max_bytes_per_trigger=args.max_bytes_per_trigger)
+        {},
+        lakehouse_root=args.lakehouse_root,
+        spark_master=args.master,
+        trigger=args.trigger,
+        trigger_interval=args.trigger_interval,
+        shuffle_partitions=args.shuffle_partitions,
+        max_files_per_trigger=args.max_files_per_trigger,
+        max_bytes_per_trigger=args.max_bytes_per_trigger,
+    )
 
     if args.variant == "job":
-        from flight_gold.spark import build_spark_session, spark_conf
-        from flight_gold.streaming import ProgressLogger, check_silver
+        from flight_gold.spark.preflight import check_silver
+        from flight_gold.spark.progress import ProgressLogger
+        from flight_gold.spark.session import build_spark_session, spark_conf
 
         if overrides:
             # The session is made here with the overrides, then handed to the job's own builder,
@@ -126,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in overrides.items():
             try:  # runtime SQL settings the job's builder may have set back
                 spark.conf.set(key, value)
-            except Exception:  # noqa: BLE001 (static settings: already applied at launch)
+            except Exception:
                 pass
         set_loggers(spark, args.logger)
         check_silver(spark, config)
@@ -134,13 +140,15 @@ def main(argv: list[str] | None = None) -> int:
         spark.streams.addListener(ProgressFile(args.progress_out))
         log.info("bench: starting the queries")
         try:
-            code = _job_module().run_streams(spark, config, stop)
+            from flight_gold.spark.runner import run_streams
+
+            code = run_streams(spark, config, stop)
         finally:
             spark.stop()
         return code
 
     from bench.seed_config import seed_session, start_seed_queries
-    from flight_gold.streaming import ProgressLogger
+    from flight_gold.spark.progress import ProgressLogger
 
     spark = seed_session(config, overrides)
     set_loggers(spark, args.logger)
@@ -155,8 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         for q in queries:
             q.stop()
         for q in failed:
-            print(f"driver: seed query {q.name} failed: {str(q.exception()).splitlines()[0]}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"driver: seed query {q.name} failed: {str(q.exception()).splitlines()[0]}",
+                file=sys.stderr,
+                flush=True,
+            )
         return 1 if failed else 0
     finally:
         spark.stop()

@@ -13,10 +13,12 @@ import time
 import duckdb
 import pandas as pd
 
-from flight_gold.config import AnomalyThresholds
+from flight_gold.core.config import AnomalyThresholds
 
 
-def _sql(files: list[str], t: AnomalyThresholds, phase_delay_s: int, anomaly_delay_s: int) -> tuple[str, str, str]:
+def _sql(
+    files: list[str], t: AnomalyThresholds, phase_delay_s: int, anomaly_delay_s: int
+) -> tuple[str, str, str]:
     source = "read_parquet([{}])".format(", ".join(f"'{f}'" for f in files))
     clean = f"""
         CREATE OR REPLACE TEMP TABLE silver AS
@@ -57,8 +59,13 @@ def _sql(files: list[str], t: AnomalyThresholds, phase_delay_s: int, anomaly_del
     return clean, phase, anomaly
 
 
-def gold_in_batch(files: list[str], thresholds: AnomalyThresholds | None = None, threads: int = 2,
-                  phase_delay_s: int = 120, anomaly_delay_s: int = 360) -> dict:
+def gold_in_batch(
+    files: list[str],
+    thresholds: AnomalyThresholds | None = None,
+    threads: int = 2,
+    phase_delay_s: int = 120,
+    anomaly_delay_s: int = 360,
+) -> dict:
     """Computes both tables; the timing covers reading the files, both aggregations and handing
     the results over as DataFrames."""
     thresholds = thresholds or AnomalyThresholds()
@@ -75,5 +82,10 @@ def gold_in_batch(files: list[str], thresholds: AnomalyThresholds | None = None,
     for df in tables.values():
         for col in ("window_start", "window_end"):
             df[col] = pd.to_datetime(df[col]).dt.tz_localize("UTC")
-    return {"tables": tables, "seconds": seconds, "rows": int(rows),
-            "rows_per_second": rows / seconds if seconds else None, "threads": threads}
+    return {
+        "tables": tables,
+        "seconds": seconds,
+        "rows": int(rows),
+        "rows_per_second": rows / seconds if seconds else None,
+        "threads": threads,
+    }

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -53,8 +53,9 @@ def batch_record(progress: dict) -> dict:
         "input_rows": int(progress.get("numInputRows", 0)),
         "watermark_ms": iso_ms((progress.get("eventTime") or {}).get("watermark")),
         "state_rows": sum(int(op.get("numRowsTotal", 0)) for op in progress.get("stateOperators", [])),
-        "late_rows_dropped": sum(int(op.get("numRowsDroppedByWatermark", 0))
-                                 for op in progress.get("stateOperators", [])),
+        "late_rows_dropped": sum(
+            int(op.get("numRowsDroppedByWatermark", 0)) for op in progress.get("stateOperators", [])
+        ),
         "durations": dict(progress.get("durationMs", {})),
     }
 
@@ -80,8 +81,14 @@ def catchup_rate(batches: Sequence[dict], rows: int) -> dict:
     start = min(b["start_ms"] for b in batches)
     end = max(b["end_ms"] for b in batches)
     seconds = (end - start) / 1000.0
-    return {"rows": rows, "seconds": seconds, "rows_per_second": rows / seconds if seconds > 0 else None,
-            "batches": {q: sum(1 for b in batches if b["query"] == q) for q in sorted({b["query"] for b in batches})}}
+    return {
+        "rows": rows,
+        "seconds": seconds,
+        "rows_per_second": rows / seconds if seconds > 0 else None,
+        "batches": {
+            q: sum(1 for b in batches if b["query"] == q) for q in sorted({b["query"] for b in batches})
+        },
+    }
 
 
 def closing_commit(silver: Sequence[dict], window_end_ms: int, delay_ms: int) -> dict | None:
@@ -96,8 +103,15 @@ def closing_commit(silver: Sequence[dict], window_end_ms: int, delay_ms: int) ->
     return silver[i] if i < len(silver) else None
 
 
-def window_freshness(silver: Sequence[dict], gold: dict[int, dict], query: str, batches: Sequence[dict],
-                     delay_ms: int, measure_from_ms: int, until_ms: int) -> dict:
+def window_freshness(
+    silver: Sequence[dict],
+    gold: dict[int, dict],
+    query: str,
+    batches: Sequence[dict],
+    delay_ms: int,
+    measure_from_ms: int,
+    until_ms: int,
+) -> dict:
     """Freshness of every window of one Gold table whose closing Silver commit happened in
     [measure_from_ms, until_ms]: Gold commit time minus closing Silver commit time.
 
@@ -120,23 +134,26 @@ def window_freshness(silver: Sequence[dict], gold: dict[int, dict], query: str, 
         closing = closing_commit(silver, end, delay_ms)
         if closing is None or not (measure_from_ms <= closing["timestamp_ms"] <= until_ms):
             continue
-        emitting = next((b["batch_id"] for b in own
-                         if b["watermark_ms"] is not None and b["watermark_ms"] >= end), None)
+        emitting = next(
+            (b["batch_id"] for b in own if b["watermark_ms"] is not None and b["watermark_ms"] >= end), None
+        )
         hit = gold.get(end)
         if hit is None:
             missing.append(end)
             continue
-        windows.append({
-            "table": query,
-            "window_end_ms": end,
-            "silver_version": closing["version"],
-            "silver_commit_ms": closing["timestamp_ms"],
-            "gold_version": hit["version"],
-            "gold_commit_ms": hit["timestamp_ms"],
-            "gold_epoch": hit.get("epoch_id"),
-            "emitting_batch": emitting,
-            "freshness_s": (hit["timestamp_ms"] - closing["timestamp_ms"]) / 1000.0,
-        })
+        windows.append(
+            {
+                "table": query,
+                "window_end_ms": end,
+                "silver_version": closing["version"],
+                "silver_commit_ms": closing["timestamp_ms"],
+                "gold_version": hit["version"],
+                "gold_commit_ms": hit["timestamp_ms"],
+                "gold_epoch": hit.get("epoch_id"),
+                "emitting_batch": emitting,
+                "freshness_s": (hit["timestamp_ms"] - closing["timestamp_ms"]) / 1000.0,
+            }
+        )
     return {"windows": windows, "missing": missing}
 
 
@@ -162,8 +179,10 @@ def linear_trend(samples: Sequence[tuple[float, float]], skip_s: float = 0.0) ->
 
 # A JDK 17 unified GC log line with the `uptime` decorator, e.g.
 # "[812.345s] GC(97) Pause Young (Normal) (G1 Evacuation Pause) 412M->98M(1024M) 4.321ms".
-GC_PAUSE = re.compile(r"^\[(?P<uptime>\d+(?:\.\d+)?)s\].*?GC\(\d+\) Pause .*?"
-                      r"(?P<before>\d+)M->(?P<after>\d+)M\((?P<committed>\d+)M\)")
+GC_PAUSE = re.compile(
+    r"^\[(?P<uptime>\d+(?:\.\d+)?)s\].*?GC\(\d+\) Pause .*?"
+    r"(?P<before>\d+)M->(?P<after>\d+)M\((?P<committed>\d+)M\)"
+)
 
 
 def heap_after_gc(lines: Iterable[str], full: bool | None = None) -> list[tuple[float, int]]:
@@ -193,6 +212,7 @@ def heap_floor(samples: Sequence[tuple[float, int]], every_s: float = 300.0) -> 
 
 def goals(results: dict, trigger_interval_s: float) -> list[dict]:
     """The issue's goals, each with the measured value and whether it is met (None: not measured)."""
+
     def entry(goal, value, met):
         return {"goal": goal, "value": value, "met": met}
 
@@ -207,16 +227,27 @@ def goals(results: dict, trigger_interval_s: float) -> list[dict]:
     trend = mem.get("heap_trend") or mem.get("trend")
     measure = "live heap after GC" if mem.get("heap_trend") else "driver RSS"
     return [
-        entry("real-time median batch, both queries <= 300 ms", median,
-              None if median is None else median <= 300),
+        entry(
+            "real-time median batch, both queries <= 300 ms",
+            median,
+            None if median is None else median <= 300,
+        ),
         entry("real-time >= 4x faster than the seed", speedup, None if speedup is None else speedup >= 4),
         entry("catch-up >= 500k rows/s", rate, None if rate is None else rate >= 500_000),
         entry("catch-up >= 2x the seed", cu_speedup, None if cu_speedup is None else cu_speedup >= 2),
-        entry("catch-up within 2.5x of DuckDB", None if not (rate and duck) else duck / rate,
-              None if not (rate and duck) else duck / rate <= 2.5),
-        entry(f"freshness median <= trigger interval + 1 s ({trigger_interval_s + 1:g} s)", fresh,
-              None if fresh is None else fresh <= trigger_interval_s + 1),
-        entry(f"memory flat over the long replay ({measure}, fitted growth < 10%)",
-              None if not trend else trend["growth_pct"],
-              None if not trend else trend["growth_pct"] < 10),
+        entry(
+            "catch-up within 2.5x of DuckDB",
+            None if not (rate and duck) else duck / rate,
+            None if not (rate and duck) else duck / rate <= 2.5,
+        ),
+        entry(
+            f"freshness median <= trigger interval + 1 s ({trigger_interval_s + 1:g} s)",
+            fresh,
+            None if fresh is None else fresh <= trigger_interval_s + 1,
+        ),
+        entry(
+            f"memory flat over the long replay ({measure}, fitted growth < 10%)",
+            None if not trend else trend["growth_pct"],
+            None if not trend else trend["growth_pct"] < 10,
+        ),
     ]

@@ -18,9 +18,9 @@ import logging
 import signal
 import threading
 
-from flight_gold.config import GoldConfig
-from flight_gold.spark import DELTA_EXCLUDES, packages
-from flight_gold.transforms import anomaly_alerts, clean_silver, flight_phase_counts
+from flight_gold.core.config import GoldConfig
+from flight_gold.spark.session import DELTA_EXCLUDES, packages
+from flight_gold.spark.transforms import anomaly_alerts, clean_silver, flight_phase_counts
 
 log = logging.getLogger("bench.seed_config")
 
@@ -62,7 +62,8 @@ def start_seed_queries(spark, config: GoldConfig) -> list:
     silver_for_phases = spark.readStream.format("delta").load(paths.silver_flights_ml)
     query_aggregations = (
         flight_phase_counts(clean_silver(silver_for_phases, config), config)
-        .writeStream.format("delta").outputMode("append")
+        .writeStream.format("delta")
+        .outputMode("append")
         .queryName("flight_phase_counts")
         .option("checkpointLocation", paths.checkpoint("flight_phase_counts"))
         .start(paths.flight_phase_counts)
@@ -70,7 +71,8 @@ def start_seed_queries(spark, config: GoldConfig) -> list:
     silver_for_anomalies = spark.readStream.format("delta").load(paths.silver_flights_ml)
     query_anomalies = (
         anomaly_alerts(clean_silver(silver_for_anomalies, config), config)
-        .writeStream.format("delta").outputMode("append")
+        .writeStream.format("delta")
+        .outputMode("append")
         .queryName("anomaly_alerts")
         .option("checkpointLocation", paths.checkpoint("anomaly_alerts"))
         .start(paths.anomaly_alerts)
@@ -79,8 +81,8 @@ def start_seed_queries(spark, config: GoldConfig) -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flight_gold.logs import configure_logging
-    from flight_gold.streaming import ProgressLogger
+    from flight_gold.core.logs import configure_logging
+    from flight_gold.spark.progress import ProgressLogger
 
     parser = argparse.ArgumentParser(prog="seed_config", description=__doc__.split("\n\n")[0])
     parser.add_argument("--lakehouse-root", required=True)

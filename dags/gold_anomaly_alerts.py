@@ -15,26 +15,26 @@ Params (defaults from the environment): `threshold` (`GOLD_ALERTS_THRESHOLD`, 0.
 `min_observations` (`GOLD_ALERTS_MIN_OBSERVATIONS`, 1: windows with fewer observations are not
 alerted), `max_rows` (`GOLD_ALERTS_MAX_ROWS`, 20: longer lists end with "and N more").
 
-The task returns `breaches_found` and `breaches_sent` per channel. Logic: `flight_gold.alerts`.
+The task returns `breaches_found` and `breaches_sent` per channel. Logic: `flight_gold.alerting`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
-from flight_gold.alerts import DAG_ID, MAX_ROWS_LIMIT, AlertSettings, schedule_from_env
-from flight_gold.orchestration import DEFAULT_ARGS, TAGS
+from flight_gold.airflow.defaults import ALERTS_DAG_ID, DEFAULT_ARGS, TAGS
+from flight_gold.alerting.settings import MAX_ROWS_LIMIT, AlertSettings, schedule_from_env
 
 # Environment only: connections, variables and files are read when the task runs.
 _DEFAULTS = AlertSettings.from_env()
 
 
 @dag(
-    dag_id=DAG_ID,
+    dag_id=ALERTS_DAG_ID,
     schedule=schedule_from_env(),
-    start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2024, 1, 1, tzinfo=UTC),
     catchup=False,
     # Two checks at once would both read the same new rows and alert twice.
     max_active_runs=1,
@@ -42,23 +42,34 @@ _DEFAULTS = AlertSettings.from_env()
     tags=[*TAGS, "alerts"],
     doc_md=__doc__,
     params={
-        "threshold": Param(_DEFAULTS.threshold, type="number", minimum=0, exclusiveMaximum=1,
-                           description="alert when anomaly_rate is strictly above this fraction"),
-        "min_observations": Param(_DEFAULTS.min_observations, type="integer", minimum=1,
-                                  description="ignore windows with fewer observations"),
-        "max_rows": Param(_DEFAULTS.max_rows, type="integer", minimum=1, maximum=MAX_ROWS_LIMIT,
-                          description="breaches listed per message; the rest is 'and N more'"),
+        "threshold": Param(
+            _DEFAULTS.threshold,
+            type="number",
+            minimum=0,
+            exclusiveMaximum=1,
+            description="alert when anomaly_rate is strictly above this fraction",
+        ),
+        "min_observations": Param(
+            _DEFAULTS.min_observations,
+            type="integer",
+            minimum=1,
+            description="ignore windows with fewer observations",
+        ),
+        "max_rows": Param(
+            _DEFAULTS.max_rows,
+            type="integer",
+            minimum=1,
+            maximum=MAX_ROWS_LIMIT,
+            description="breaches listed per message; the rest is 'and N more'",
+        ),
     },
 )
 def gold_anomaly_alerts():
     @task(execution_timeout=timedelta(minutes=10))
     def check_and_alert(params=None, run_id=None) -> dict:
-        from flight_gold import alerts
-        from flight_gold.config import GoldConfig
+        from flight_gold.airflow import alerts
 
-        settings = alerts.AlertSettings.from_env().with_params(params)
-        return alerts.run_check(GoldConfig.from_env(), settings, alerts.airflow_channels(),
-                                run_id=run_id)
+        return alerts.check_and_alert(params, run_id)
 
     check_and_alert()
 

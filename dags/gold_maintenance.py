@@ -37,17 +37,16 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import TriggerRule, dag, task
 
-from flight_gold.maintenance_tasks import (
-    DAG_ID,
+from flight_gold.airflow.defaults import DEFAULT_ARGS, MAINTENANCE_DAG_ID, TAGS
+from flight_gold.airflow.maintenance import (
     GoldMaintenanceSubmitOperator,
     maintenance_params,
     maintenance_timetable,
 )
-from flight_gold.orchestration import DEFAULT_ARGS, TAGS
 
 
 @dag(
-    dag_id=DAG_ID,
+    dag_id=MAINTENANCE_DAG_ID,
     description="Delta OPTIMIZE (hourly) and VACUUM (daily) of the Gold tables",
     schedule=maintenance_timetable(),
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
@@ -62,13 +61,13 @@ from flight_gold.orchestration import DEFAULT_ARGS, TAGS
 def gold_maintenance():
     @task
     def plan(params=None, dag_run=None, logical_date=None) -> list[dict]:
-        from flight_gold.maintenance_tasks import plan_request
+        from flight_gold.airflow.maintenance import plan_request
 
         return plan_request(params, getattr(dag_run, "run_type", None), logical_date)
 
     @task(doc_md="Skips a table that is not a Delta table yet, with the reason in its log.")
     def check_table(request: dict) -> str:
-        from flight_gold.maintenance_tasks import check_table as check
+        from flight_gold.airflow.maintenance import check_table as check
 
         return check(request)
 

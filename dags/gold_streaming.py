@@ -40,12 +40,12 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag
 
-from flight_gold.airflow_tasks import GoldStreamingSubmitOperator, SilverMLSensor, streaming_params
-from flight_gold.orchestration import DEFAULT_ARGS, TAGS
+from flight_gold.airflow.defaults import DEFAULT_ARGS, STREAMING_DAG_ID, TAGS
+from flight_gold.airflow.streaming import GoldStreamingSubmitOperator, SilverMLSensor, streaming_params
 
 
 @dag(
-    dag_id="gold_streaming",
+    dag_id=STREAMING_DAG_ID,
     description="Silver_ML -> Gold Delta tables with Spark Structured Streaming (trigger by hand)",
     schedule=None,
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from flight_gold.config import GoldConfig
-from flight_gold.delta_rs import open_table
+from flight_gold.core.config import GoldConfig
 from flight_gold.feed.replay import replay_all_at_once
+from flight_gold.lake.tables import open_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ALERT_THRESHOLD = 0.1
@@ -31,12 +31,21 @@ def main() -> int:
         rows = replay_all_at_once(config)
         print(f"  {rows:,} observations written")
     else:
-        print(f"Silver_ML already at {config.paths.silver_flights_ml} (version {silver.version()}); "
-              "not rebuilt")
+        print(
+            f"Silver_ML already at {config.paths.silver_flights_ml} (version {silver.version()}); not rebuilt"
+        )
 
     print("Running the Gold job (available-now) ...", flush=True)
-    job = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "streaming_gold.py"),
-                          "--lakehouse-root", config.lakehouse_root, "--trigger", "available-now"])
+    job = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "jobs" / "streaming_gold.py"),
+            "--lakehouse-root",
+            config.lakehouse_root,
+            "--trigger",
+            "available-now",
+        ]
+    )
     if job.returncode != 0:
         print(f"The Gold job failed with exit code {job.returncode}; see the log above.")
         return job.returncode
@@ -49,15 +58,25 @@ def main() -> int:
     latest = phases[phases["window_start"] == phases["window_start"].max()] if len(phases) else phases
     print(latest.sort_values("flight_phase").to_string(index=False))
     print(f"\nGold anomaly_alerts: {len(anomalies):,} rows. Latest windows:")
-    latest = anomalies[anomalies["window_start"] == anomalies["window_start"].max()] if len(anomalies) else anomalies
+    latest = (
+        anomalies[anomalies["window_start"] == anomalies["window_start"].max()]
+        if len(anomalies)
+        else anomalies
+    )
     print(latest.sort_values("origin_country").to_string(index=False))
     breaches = anomalies[anomalies["anomaly_rate"] > ALERT_THRESHOLD]
     print(f"\nCountries with anomaly_rate > {ALERT_THRESHOLD}: {breaches['origin_country'].nunique()}")
     if len(breaches):
-        summary = (breaches.groupby("origin_country")
-                   .agg(windows=("window_start", "count"), max_rate=("anomaly_rate", "max"),
-                        first_window=("window_start", "min"), last_window=("window_start", "max"))
-                   .sort_values("max_rate", ascending=False))
+        summary = (
+            breaches.groupby("origin_country")
+            .agg(
+                windows=("window_start", "count"),
+                max_rate=("anomaly_rate", "max"),
+                first_window=("window_start", "min"),
+                last_window=("window_start", "max"),
+            )
+            .sort_values("max_rate", ascending=False)
+        )
         print(summary.to_string())
     print(f"\nDone in {time.monotonic() - started:.0f} s. Lakehouse: {config.lakehouse_root}")
     return 0

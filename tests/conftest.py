@@ -30,16 +30,21 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def airflow_db():
     """A migrated Airflow metadata database (SQLite) in the session's Airflow home."""
-    subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
+    subprocess.run(
+        [str(VENV_BIN / "airflow"), "db", "migrate"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
     return Path(os.environ["AIRFLOW_HOME"])
 
 
 @pytest.fixture(scope="session")
 def spark():
     """One Spark session with Delta for every in-process test (a JVM start costs ~5 s)."""
-    from flight_gold.config import GoldConfig
-    from flight_gold.spark import build_spark_session
+    from flight_gold.core.config import GoldConfig
+    from flight_gold.spark.session import build_spark_session
 
     session = build_spark_session(GoldConfig.from_env({}, spark_master="local[2]"), "flight-gold-tests")
     yield session
@@ -49,6 +54,6 @@ def spark():
 @pytest.fixture
 def lakehouse(tmp_path):
     """A GoldConfig on an empty local lakehouse in a temporary folder."""
-    from flight_gold.config import GoldConfig
+    from flight_gold.core.config import GoldConfig
 
     return GoldConfig.from_env({}, lakehouse_root=str(tmp_path / "lakehouse"), spark_master="local[2]")

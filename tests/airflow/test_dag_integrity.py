@@ -13,24 +13,27 @@ from pathlib import Path
 
 import pytest
 
-from flight_gold.orchestration import OWNER, TAGS
+from flight_gold.airflow.defaults import OWNER, TAGS
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO / "dags"
 DAG_FILES = sorted(p for p in DAGS_DIR.glob("*.py") if not p.name.startswith("_"))
-GUARD = Path(__file__).with_name("parse_guard.py")
+GUARD = Path(__file__).resolve().parents[1] / "support" / "parse_guard.py"
 
 
 def parse_guarded(folder: Path) -> dict:
     """DagBag(folder) in a fresh interpreter whose first secrets backend records every lookup."""
-    env = {**os.environ,
-           "AIRFLOW__SECRETS__BACKEND": "parse_guard.RecordingSecretsBackend",
-           "AIRFLOW__WORKERS__SECRETS_BACKEND": "parse_guard.RecordingSecretsBackend",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(GUARD.parent), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "AIRFLOW__SECRETS__BACKEND": "parse_guard.RecordingSecretsBackend",
+        "AIRFLOW__WORKERS__SECRETS_BACKEND": "parse_guard.RecordingSecretsBackend",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(GUARD.parent), os.environ.get("PYTHONPATH")])),
+    }
     # Connections from the environment would answer before a lookup reached the recorder.
     env = {k: v for k, v in env.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_"))}
-    run = subprocess.run([sys.executable, str(GUARD), str(folder)], env=env, capture_output=True,
-                         text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, str(GUARD), str(folder)], env=env, capture_output=True, text=True, timeout=600
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -69,7 +72,8 @@ def test_no_dag_looks_up_a_connection_or_variable_at_parse_time(guarded_parse):
 def test_the_parse_guard_sees_a_lookup_at_parse_time(tmp_path):
     # The guard itself must be able to fail: a DAG that reads a connection and a variable at
     # module level is caught.
-    (tmp_path / "bad_dag.py").write_text(textwrap.dedent("""
+    (tmp_path / "bad_dag.py").write_text(
+        textwrap.dedent("""
         import pendulum
         from airflow.sdk import BaseHook, Variable, dag, task
 
@@ -87,7 +91,8 @@ def test_the_parse_guard_sees_a_lookup_at_parse_time(tmp_path):
             noop()
 
         bad_dag()
-    """))
+    """)
+    )
 
     result = parse_guarded(tmp_path)
 

@@ -9,7 +9,7 @@ import logging
 import socket
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import message_from_string, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,37 +18,44 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
-from flight_gold import alerts
-from flight_gold.config import GoldConfig
-from flight_gold.delta_rs import GOLD_ARROW_SCHEMAS
+from flight_gold import alerting as alerts
+from flight_gold.airflow import alerts as airflow_alerts
+from flight_gold.core.config import GoldConfig
+from flight_gold.lake.schemas import GOLD_ARROW_SCHEMAS
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILE = REPO / "dags" / "gold_anomaly_alerts.py"
 TASK_ID = "check_and_alert"
-T0 = datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 RECIPIENTS = ["ops@example.com", "oncall@example.com"]
 SENDER = "flight-gold@example.com"
 
 
 # -- receivers ----------------------------------------------------------------------------------
 
+
 @dataclass
 class WebhookServer:
     """A real HTTP server: records each POST, answers 500 to the first `failures` of them."""
+
     failures: int = 0
     requests: list[dict] = field(default_factory=list)
     on_post: object = None
 
-    def start(self) -> "WebhookServer":
+    def start(self) -> WebhookServer:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 status = 500 if owner.failures > 0 else 200
                 owner.failures -= 1 if status == 500 else 0
-                record = {"path": self.path, "status": status, "body": json.loads(body),
-                          "content_type": self.headers.get("Content-Type")}
+                record = {
+                    "path": self.path,
+                    "status": status,
+                    "body": json.loads(body),
+                    "content_type": self.headers.get("Content-Type"),
+                }
                 if owner.on_post:
                     record["seen"] = owner.on_post()
                 owner.requests.append(record)
@@ -87,9 +94,13 @@ class Inbox:
         self.messages = []
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's naming
-        self.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
-                              "message": message_from_string(envelope.content.decode("utf-8"),
-                                                             policy=policy.default)})
+        self.messages.append(
+            {
+                "from": envelope.mail_from,
+                "to": list(envelope.rcpt_tos),
+                "message": message_from_string(envelope.content.decode("utf-8"), policy=policy.default),
+            }
+        )
         return "250 Message accepted for delivery"
 
 
@@ -123,19 +134,34 @@ def smtp():
 def env(monkeypatch, tmp_path, webhook, smtp, airflow_db):
     """Both channels configured the README's way, a lakehouse in tmp_path."""
     monkeypatch.setenv("LAKEHOUSE_ROOT", str(tmp_path / "lakehouse"))
-    monkeypatch.setenv("AIRFLOW_CONN_SLACK_ALERTS",
-                       json.dumps({"conn_type": "slackwebhook", "password": webhook.url}))
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_ALERTS", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": smtp.port,
-        "extra": {"from_email": SENDER, "disable_tls": True, "disable_ssl": True, "timeout": 10}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SLACK_ALERTS", json.dumps({"conn_type": "slackwebhook", "password": webhook.url})
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_ALERTS",
+        json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": smtp.port,
+                "extra": {"from_email": SENDER, "disable_tls": True, "disable_ssl": True, "timeout": 10},
+            }
+        ),
+    )
     monkeypatch.setenv("ALERT_EMAIL_TO", ",".join(RECIPIENTS))
-    for name in (alerts.THRESHOLD_ENV, alerts.MIN_OBSERVATIONS_ENV, alerts.MAX_ROWS_ENV,
-                 alerts.SCHEDULE_ENV, alerts.LEDGER_ENV):
+    for name in (
+        alerts.THRESHOLD_ENV,
+        alerts.MIN_OBSERVATIONS_ENV,
+        alerts.MAX_ROWS_ENV,
+        alerts.SCHEDULE_ENV,
+        alerts.LEDGER_ENV,
+    ):
         monkeypatch.delenv(name, raising=False)
     return GoldConfig.from_env()
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
 
 def load_dag(retries: int | None = None):
     from airflow.dag_processing.dagbag import DagBag
@@ -170,14 +196,25 @@ def gold(config, rows) -> None:
     records = []
     for minute, country, total, anomalous, altitude, velocity, max_alt, max_vel in rows:
         start = T0 + timedelta(minutes=minute)
-        records.append(dict(
-            window_start=start, window_end=start + timedelta(minutes=5), origin_country=country,
-            total_observations=total, altitude_anomalies=altitude, velocity_anomalies=velocity,
-            anomaly_rate=anomalous / total, max_altitude=max_alt, min_altitude=0.0,
-            max_velocity=max_vel, avg_altitude=5000.0, avg_velocity=600.0, stddev_altitude=1.0,
-            stddev_velocity=1.0))
-    write_deltalake(config.paths.anomaly_alerts, pa.Table.from_pylist(records, schema=schema),
-                    mode="append")
+        records.append(
+            dict(
+                window_start=start,
+                window_end=start + timedelta(minutes=5),
+                origin_country=country,
+                total_observations=total,
+                altitude_anomalies=altitude,
+                velocity_anomalies=velocity,
+                anomaly_rate=anomalous / total,
+                max_altitude=max_alt,
+                min_altitude=0.0,
+                max_velocity=max_vel,
+                avg_altitude=5000.0,
+                avg_velocity=600.0,
+                stddev_altitude=1.0,
+                stddev_velocity=1.0,
+            )
+        )
+    write_deltalake(config.paths.anomaly_alerts, pa.Table.from_pylist(records, schema=schema), mode="append")
 
 
 def slack_lines(text: str) -> list[str]:
@@ -189,12 +226,12 @@ def email_parts(message):
 
 
 ROWS = [
-    (0, "France", 40, 12, 8, 5, 13150.0, 1104.4),     # 30%
-    (0, "Spain", 10, 1, 1, 0, 12500.0, 800.0),        # exactly 10%: no alert
-    (1, "Italy", 50, 2, 0, 2, 9000.0, 1010.0),        # 4%
-    (1, "Germany", 8, 2, 2, 0, 12800.0, 850.0),       # 25%
-    (2, "Belgium", 20, 3, 0, 3, 9500.0, 1050.0),      # 15%
-    (2, "Spain", 30, 3, 3, 0, 12100.0, 700.0),        # exactly 10% again
+    (0, "France", 40, 12, 8, 5, 13150.0, 1104.4),  # 30%
+    (0, "Spain", 10, 1, 1, 0, 12500.0, 800.0),  # exactly 10%: no alert
+    (1, "Italy", 50, 2, 0, 2, 9000.0, 1010.0),  # 4%
+    (1, "Germany", 8, 2, 2, 0, 12800.0, 850.0),  # 25%
+    (2, "Belgium", 20, 3, 0, 3, 9500.0, 1050.0),  # 15%
+    (2, "Spain", 30, 3, 3, 0, 12100.0, 700.0),  # exactly 10% again
 ]
 # Worked out by hand from ROWS, by rate.
 EXPECTED_SLACK = [
@@ -214,6 +251,7 @@ EXPECTED_EMAIL_ROWS = [
 
 # -- the DAG ------------------------------------------------------------------------------------
 
+
 def test_dag_shape(env):
     dag = load_dag()
     assert dag.dag_id == "gold_anomaly_alerts"
@@ -222,8 +260,11 @@ def test_dag_shape(env):
     assert dag.timetable.expression == "*/5 * * * *"
     assert list(dag.task_dict) == [TASK_ID]
     assert dag.get_task(TASK_ID).retries == 2 and dag.get_task(TASK_ID).owner == "flight-gold"
-    assert {k: dag.params[k] for k in ("threshold", "min_observations", "max_rows")} == \
-        {"threshold": 0.1, "min_observations": 1, "max_rows": 20}
+    assert {k: dag.params[k] for k in ("threshold", "min_observations", "max_rows")} == {
+        "threshold": 0.1,
+        "min_observations": 1,
+        "max_rows": 20,
+    }
     assert "slack_alerts" in dag.doc_md and "smtp_alerts" in dag.doc_md
 
 
@@ -245,19 +286,30 @@ def test_one_email_and_one_slack_message_then_only_new_breaches(env, webhook, sm
     assert (request["path"], request["status"]) == ("/services/T000/B000/placeholder", 200)
     assert slack_lines(request["body"]["text"]) == EXPECTED_SLACK
     assert "Spain" not in request["body"]["text"] and "Italy" not in request["body"]["text"]
-    assert request["body"]["text"].splitlines()[-1].startswith(
-        f"_Gold table {env.paths.anomaly_alerts}, version 0; gold_anomaly_alerts run manual__")
+    assert (
+        request["body"]["text"]
+        .splitlines()[-1]
+        .startswith(f"_Gold table {env.paths.anomaly_alerts}, version 0; gold_anomaly_alerts run manual__")
+    )
 
     mail = smtp.messages[0]
     assert (mail["from"], mail["to"]) == (SENDER, RECIPIENTS)
     message = mail["message"]
-    assert message["Subject"] == ("[Flight Gold] Anomaly alert: 3 windows with anomaly_rate above "
-                                  "10% (France, Germany, Belgium)")
+    assert message["Subject"] == (
+        "[Flight Gold] Anomaly alert: 3 windows with anomaly_rate above 10% (France, Germany, Belgium)"
+    )
     assert message.get_content_type() == "multipart/alternative"
     text, page = email_parts(message)
     for row in EXPECTED_EMAIL_ROWS:
-        assert "<tr>" + "".join(f'<td style="text-align:{"left" if i < 2 else "right"}">{cell}</td>'
-                                for i, cell in enumerate(row)) + "</tr>" in page
+        assert (
+            "<tr>"
+            + "".join(
+                f'<td style="text-align:{"left" if i < 2 else "right"}">{cell}</td>'
+                for i, cell in enumerate(row)
+            )
+            + "</tr>"
+            in page
+        )
         assert any(line.split() == " ".join(row).split() for line in text.splitlines())
     assert page.count("<tr>") == 1 + 3 and "Spain" not in page and "Spain" not in text
 
@@ -273,10 +325,11 @@ def test_one_email_and_one_slack_message_then_only_new_breaches(env, webhook, sm
     assert state == "success"
     assert value["breaches_found"] == 1 and value["breaches_sent"] == {"slack": 1, "email": 1}
     assert len(webhook.requests) == 2 and len(smtp.messages) == 2
-    assert f"anomaly_alerts, version 1; " in webhook.requests[1]["body"]["text"]
+    assert "anomaly_alerts, version 1; " in webhook.requests[1]["body"]["text"]
     assert slack_lines(webhook.requests[1]["body"]["text"]) == [
         "• *Norway* 2024-05-01 10:03–10:08 UTC: *30.0%* of 10 observations (altitude anomalies 3, "
-        "velocity anomalies 0; max altitude 14,000 m, max velocity 600.0 km/h)"]
+        "velocity anomalies 0; max altitude 14,000 m, max velocity 600.0 km/h)"
+    ]
     text, page = email_parts(smtp.messages[1]["message"])
     assert page.count("<tr>") == 2 and ">Norway<" in page and "Norway" in text
     assert "France" not in page
@@ -345,8 +398,8 @@ def test_params_override_threshold_and_list_length(env, webhook, smtp):
 
 def test_a_missing_channel_is_skipped_with_a_warning(env, monkeypatch, webhook, smtp, caplog):
     monkeypatch.delenv("AIRFLOW_CONN_SMTP_ALERTS")
-    with caplog.at_level(logging.WARNING, logger="flight_gold.alerts"):
-        channels = alerts.airflow_channels()
+    with caplog.at_level(logging.WARNING, logger="flight_gold.alerting"):
+        channels = airflow_alerts.airflow_channels()
     assert [c.name for c in channels] == ["slack"]
     assert "email: no Airflow connection 'smtp_alerts'" in caplog.text
 
@@ -358,8 +411,8 @@ def test_a_missing_channel_is_skipped_with_a_warning(env, monkeypatch, webhook, 
 
 def test_recipients_missing_skips_email(env, monkeypatch, caplog):
     monkeypatch.delenv("ALERT_EMAIL_TO")
-    with caplog.at_level(logging.WARNING, logger="flight_gold.alerts"):
-        assert [c.name for c in alerts.airflow_channels()] == ["slack"]
+    with caplog.at_level(logging.WARNING, logger="flight_gold.alerting"):
+        assert [c.name for c in airflow_alerts.airflow_channels()] == ["slack"]
     assert "email: ALERT_EMAIL_TO is empty" in caplog.text
 
 
@@ -368,10 +421,11 @@ def test_no_channel_at_all_is_a_configuration_error(env, monkeypatch, webhook, s
     # A connection without a webhook URL, like the one the compose stack creates empty.
     monkeypatch.setenv("AIRFLOW_CONN_SLACK_ALERTS", json.dumps({"conn_type": "slackwebhook"}))
     with pytest.raises(alerts.AlertConfigError) as error:
-        alerts.airflow_channels()
+        airflow_alerts.airflow_channels()
     assert str(error.value) == (
         "no alert channel is configured: Slack: connection 'slack_alerts' has no webhook URL "
-        "(password field); email: no Airflow connection 'smtp_alerts' (see README, 'Anomaly alerts')")
+        "(password field); email: no Airflow connection 'smtp_alerts' (see README, 'Anomaly alerts')"
+    )
 
     gold(env, ROWS)
     state, task_state, _, _ = run(load_dag(retries=0))

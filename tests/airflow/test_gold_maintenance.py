@@ -4,7 +4,7 @@ temporary lakehouse, skips on an empty one, refusal of an unsafe retention, and 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -12,14 +12,15 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from flight_gold import maintenance_tasks as mt
-from flight_gold.config import GoldConfig
-from flight_gold.delta_rs import GOLD_ARROW_SCHEMAS
-from flight_gold.paths import GOLD_TABLES
+from flight_gold.airflow import maintenance as mt
+from flight_gold.airflow.defaults import MAINTENANCE_DAG_ID
+from flight_gold.core.config import GoldConfig
+from flight_gold.core.contract import GOLD_TABLE_NAMES as GOLD_TABLES
+from flight_gold.lake.schemas import GOLD_ARROW_SCHEMAS
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILE = REPO / "dags" / "gold_maintenance.py"
-T0 = datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 APPENDS = {"flight_phase_counts": 6, "anomaly_alerts": 4}
 
 
@@ -39,15 +40,35 @@ def gold_rows(table: str, batch: int) -> pa.Table:
     for i in range(3):
         start = T0 + timedelta(minutes=3 * batch + i)
         if table == "flight_phase_counts":
-            records.append(dict(window_start=start, window_end=start + timedelta(minutes=1),
-                                flight_phase="CRUISE", flight_count=10 + batch, avg_altitude=9000.5 + i,
-                                avg_velocity=850.25))
+            records.append(
+                dict(
+                    window_start=start,
+                    window_end=start + timedelta(minutes=1),
+                    flight_phase="CRUISE",
+                    flight_count=10 + batch,
+                    avg_altitude=9000.5 + i,
+                    avg_velocity=850.25,
+                )
+            )
         else:
-            records.append(dict(window_start=start, window_end=start + timedelta(minutes=5),
-                                origin_country="France", total_observations=20, altitude_anomalies=batch,
-                                velocity_anomalies=1, anomaly_rate=(batch + 1) / 20, max_altitude=12100.0,
-                                min_altitude=-50.0, max_velocity=1010.0, avg_altitude=8000.0,
-                                avg_velocity=800.0, stddev_altitude=100.0 + i, stddev_velocity=None))
+            records.append(
+                dict(
+                    window_start=start,
+                    window_end=start + timedelta(minutes=5),
+                    origin_country="France",
+                    total_observations=20,
+                    altitude_anomalies=batch,
+                    velocity_anomalies=1,
+                    anomaly_rate=(batch + 1) / 20,
+                    max_altitude=12100.0,
+                    min_altitude=-50.0,
+                    max_velocity=1010.0,
+                    avg_altitude=8000.0,
+                    avg_velocity=800.0,
+                    stddev_altitude=100.0 + i,
+                    stddev_velocity=None,
+                )
+            )
     return pa.Table.from_pylist(records, schema=GOLD_ARROW_SCHEMAS[table])
 
 
@@ -61,8 +82,11 @@ def snapshot(path: str) -> tuple[int, dict[str, int], pd.DataFrame]:
     dt = DeltaTable(path)
     actions = pa.table(dt.get_add_actions(flatten=True)).to_pydict()
     df = dt.to_pandas()
-    return dt.version(), dict(zip(actions["path"], actions["size_bytes"])), \
-        df.sort_values(list(df.columns)).reset_index(drop=True)
+    return (
+        dt.version(),
+        dict(zip(actions["path"], actions["size_bytes"])),
+        df.sort_values(list(df.columns)).reset_index(drop=True),
+    )
 
 
 def load_dag():
@@ -70,7 +94,7 @@ def load_dag():
 
     bag = DagBag(dag_folder=str(DAG_FILE))
     assert bag.import_errors == {}
-    return bag.get_dag(mt.DAG_ID)
+    return bag.get_dag(MAINTENANCE_DAG_ID)
 
 
 def run(dag, **kwargs) -> tuple[str, dict[str, list[str]], object]:
@@ -96,25 +120,39 @@ def test_dag_test_compacts_and_vacuums_a_small_lakehouse(env):
     assert state == "success"
     assert states == {"plan": ["success"], "check_table": ["success", "success"], "maintain": ["success"]}
     assert report["mode"] == "both" and report["retention_hours"] == 168
-    assert report["summary"] == {"summary": True, "tables": 2, "ok": 2, "skipped": 0, "failed": 0,
-                                 "exit_code": 0}
+    assert report["summary"] == {
+        "summary": True,
+        "tables": 2,
+        "ok": 2,
+        "skipped": 0,
+        "failed": 0,
+        "exit_code": 0,
+    }
     assert list(report["tables"]) == list(GOLD_TABLES)
     for table in GOLD_TABLES:
         version, files, rows = before[table]
         row = report["tables"][table]
         after_version, after_files, after_rows = snapshot(env.paths.gold_table(table))
         assert row["status"] == "ok", row
-        assert (row["version_before"], row["files_before"], row["bytes_before"]) == \
-            (version, APPENDS[table], sum(files.values()))
+        assert (row["version_before"], row["files_before"], row["bytes_before"]) == (
+            version,
+            APPENDS[table],
+            sum(files.values()),
+        )
         assert len(files) == APPENDS[table]
         assert (row["optimize_files_removed"], row["optimize_files_added"]) == (APPENDS[table], 1)
         # Every removed file is minutes old: the 7-day retention keeps them all.
         assert row["vacuum_files_removed"] == 0
-        assert (row["version_after"], row["files_after"], row["bytes_after"]) == \
-            (after_version, 1, sum(after_files.values()))
+        assert (row["version_after"], row["files_after"], row["bytes_after"]) == (
+            after_version,
+            1,
+            sum(after_files.values()),
+        )
         assert after_version == version + 3  # OPTIMIZE, VACUUM START, VACUUM END
         pd.testing.assert_frame_equal(after_rows, rows, check_exact=True)
-        pd.testing.assert_frame_equal(snapshot_at(env.paths.gold_table(table), version), rows, check_exact=True)
+        pd.testing.assert_frame_equal(
+            snapshot_at(env.paths.gold_table(table), version), rows, check_exact=True
+        )
 
 
 def snapshot_at(path: str, version: int) -> pd.DataFrame:
@@ -135,11 +173,15 @@ def test_a_missing_table_is_skipped_and_the_other_one_maintained(env):
     state, states, report = run(load_dag())
     assert state == "success"
     assert states == {"plan": ["success"], "check_table": ["skipped", "success"], "maintain": ["success"]}
-    assert [(t, r["status"]) for t, r in report["tables"].items()] == \
-        [("flight_phase_counts", "skipped"), ("anomaly_alerts", "ok")]
+    assert [(t, r["status"]) for t, r in report["tables"].items()] == [
+        ("flight_phase_counts", "skipped"),
+        ("anomaly_alerts", "ok"),
+    ]
     assert "not a Delta table yet" in report["tables"]["flight_phase_counts"]["reason"]
-    assert (report["tables"]["anomaly_alerts"]["files_before"],
-            report["tables"]["anomaly_alerts"]["files_after"]) == (APPENDS["anomaly_alerts"], 1)
+    assert (
+        report["tables"]["anomaly_alerts"]["files_before"],
+        report["tables"]["anomaly_alerts"]["files_after"],
+    ) == (APPENDS["anomaly_alerts"], 1)
     assert not Path(env.paths.flight_phase_counts).exists()
 
 
@@ -154,10 +196,15 @@ def test_a_retention_below_the_tables_is_refused_before_spark(env):
 
 
 def test_the_report_lists_a_table_the_check_skipped(tmp_path):
-    from flight_gold.maintenance import REPORT_KEYS
+    from flight_gold.spark.maintenance import REPORT_KEYS
 
-    row = dict.fromkeys(REPORT_KEYS) | {"table": "anomaly_alerts", "status": "ok", "mode": "optimize",
-                                        "optimize_files_removed": 4, "optimize_files_added": 1}
+    row = dict.fromkeys(REPORT_KEYS) | {
+        "table": "anomaly_alerts",
+        "status": "ok",
+        "mode": "optimize",
+        "optimize_files_removed": 4,
+        "optimize_files_added": 1,
+    }
     report_file = tmp_path / "report.json"
     report_file.write_text(json.dumps({"tables": [row], "summary": {}}))
     op = mt.GoldMaintenanceSubmitOperator(task_id="maintain")
@@ -170,28 +217,36 @@ def test_the_report_lists_a_table_the_check_skipped(tmp_path):
 
 # -- schedule and form ---------------------------------------------------------------------------
 
+
 def test_schedule_catchup_tags_and_params(env, monkeypatch):
     dag = load_dag()
     assert [t.expression for t in dag.timetable.timetables] == ["0 * * * *", "0 0 * * *"]
     assert dag.catchup is False and dag.max_active_runs == 1
     assert {"flight-gold", "maintenance"} <= set(dag.tags)
     assert dag.default_args["owner"] == "flight-gold"
-    assert dag.params.dump() == {"operation": "auto", "tables": list(GOLD_TABLES), "retention_hours": 168,
-                                 "allow_unsafe_retention": False}
+    assert dag.params.dump() == {
+        "operation": "auto",
+        "tables": list(GOLD_TABLES),
+        "retention_hours": 168,
+        "allow_unsafe_retention": False,
+    }
     monkeypatch.setenv(mt.OPTIMIZE_SCHEDULE_ENV, "*/20 * * * *")
     monkeypatch.setenv(mt.VACUUM_SCHEDULE_ENV, "30 3 * * *")
     dag = load_dag()
     assert [t.expression for t in dag.timetable.timetables] == ["*/20 * * * *", "30 3 * * *"]
 
 
-@pytest.mark.parametrize("operation, run_type, when, mode", [
-    ("auto", "scheduled", datetime(2024, 5, 1, 13, 0, tzinfo=timezone.utc), "optimize"),
-    ("auto", "scheduled", datetime(2024, 5, 2, 0, 0, tzinfo=timezone.utc), "both"),
-    ("auto", "manual", datetime(2024, 5, 1, 13, 0, tzinfo=timezone.utc), "both"),
-    ("auto", "scheduled", None, "both"),
-    ("vacuum", "scheduled", datetime(2024, 5, 1, 13, 0, tzinfo=timezone.utc), "vacuum"),
-    ("optimize", "manual", None, "optimize"),
-])
+@pytest.mark.parametrize(
+    "operation, run_type, when, mode",
+    [
+        ("auto", "scheduled", datetime(2024, 5, 1, 13, 0, tzinfo=UTC), "optimize"),
+        ("auto", "scheduled", datetime(2024, 5, 2, 0, 0, tzinfo=UTC), "both"),
+        ("auto", "manual", datetime(2024, 5, 1, 13, 0, tzinfo=UTC), "both"),
+        ("auto", "scheduled", None, "both"),
+        ("vacuum", "scheduled", datetime(2024, 5, 1, 13, 0, tzinfo=UTC), "vacuum"),
+        ("optimize", "manual", None, "optimize"),
+    ],
+)
 def test_the_schedule_decides_what_an_auto_run_does(operation, run_type, when, mode):
     assert mt.resolve_mode(operation, run_type, when, ("@hourly", "@daily")) == mode
 
@@ -203,5 +258,8 @@ def test_bad_schedules_and_params_are_clear_errors():
 
     with pytest.raises(AirflowFailException, match="tables must be among"):
         mt.plan_request({"tables": ["nope"]}, env={})
-    assert mt.plan_request({"tables": ["anomaly_alerts"], "retention_hours": 200}, "manual", None, env={}) == [
-        {"table": "anomaly_alerts", "mode": "both", "retention_hours": 200, "allow_unsafe_retention": False}]
+    assert mt.plan_request(
+        {"tables": ["anomaly_alerts"], "retention_hours": 200}, "manual", None, env={}
+    ) == [
+        {"table": "anomaly_alerts", "mode": "both", "retention_hours": 200, "allow_unsafe_retention": False}
+    ]

@@ -7,22 +7,21 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psutil
-
 import pytest
 
-from expected import assert_gold_equal, expected_gold, read_delta
-from flight_gold.airflow_tasks import LOCAL_SPARK_CONNECTION
-from flight_gold.config import GoldConfig
+from flight_gold.airflow.submit import LOCAL_SPARK_CONNECTION
+from flight_gold.core.config import GoldConfig
 from flight_gold.feed.synthetic import generate
 from flight_gold.feed.writer import append_silver
+from support.expected import assert_gold_equal, expected_gold, read_delta
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "gold_streaming.py"
 SENSOR, SUBMIT = "wait_for_silver_ml", "run_gold_streams"
-START = datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
+START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 GOLD_TABLES = ("flight_phase_counts", "anomaly_alerts")
 
 
@@ -53,7 +52,8 @@ def run(dag, conf: dict, tries: dict | None = None) -> tuple[str, dict[str, str]
     with create_session() as session:
         tis = {ti.task_id: ti for ti in dag_run.get_task_instances(session=session)}
         reschedules = session.scalars(
-            select(TaskReschedule).where(TaskReschedule.ti_id == tis[SENSOR].id)).all()
+            select(TaskReschedule).where(TaskReschedule.ti_id == tis[SENSOR].id)
+        ).all()
         if tries is not None:
             tries.update({k: ti.try_number for k, ti in tis.items()})
         return str(dag_run.state), {k: str(ti.state) for k, ti in tis.items()}, list(reschedules)
@@ -87,8 +87,11 @@ def job_drivers(config: GoldConfig) -> list[psutil.Process]:
     for p in psutil.process_iter():
         try:
             cmdline = p.cmdline()
-            if "python" in p.name() and any(a.endswith("jobs/streaming_gold.py") for a in cmdline) \
-                    and config.lakehouse_root in cmdline:
+            if (
+                "python" in p.name()
+                and any(a.endswith("jobs/streaming_gold.py") for a in cmdline)
+                and config.lakehouse_root in cmdline
+            ):
                 found.append(p)
         except psutil.Error:
             continue
@@ -102,7 +105,7 @@ def test_a_crashed_job_is_retried_and_resumes_from_its_checkpoint(env, monkeypat
     silver = generate(6000, start=START, rate_per_s=10, aircraft=40, anomaly_share=0.08, seed=25)
     commits = 6
     for part in range(commits):
-        append_silver(silver.iloc[part * 1000:(part + 1) * 1000], env)
+        append_silver(silver.iloc[part * 1000 : (part + 1) * 1000], env)
     dag = load_dag()
     task = dag.get_task(SUBMIT)
     task.retries, task.retry_delay, task.retry_exponential_backoff = 1, timedelta(seconds=1), 0
@@ -142,7 +145,9 @@ def test_sensor_times_out_naming_the_path_and_frees_its_slot_while_waiting(env, 
     # Each wait was a reschedule: the sensor gave its worker slot back between pokes.
     assert len(reschedules) >= 1
     output = "".join(capfd.readouterr())
-    failure = [line for line in output.splitlines() if "AirflowSensorTimeout: Silver_ML is not a Delta table" in line]
+    failure = [
+        line for line in output.splitlines() if "AirflowSensorTimeout: Silver_ML is not a Delta table" in line
+    ]
     assert failure, output[-3000:]
     assert f"no commit in {env.paths.silver_flights_ml}/_delta_log" in failure[-1]
     assert "after waiting 3 s" in failure[-1]
@@ -155,8 +160,11 @@ def test_only_the_named_query_runs(env):
     state, tasks, _ = run(load_dag(), {"trigger": "available-now", "queries": ["flight_phase_counts"]})
 
     assert (state, tasks) == ("success", {SENSOR: "success", SUBMIT: "success"})
-    assert_gold_equal(read_delta(env.paths.flight_phase_counts),
-                      expected_gold(silver)["flight_phase_counts"], "flight_phase_counts")
+    assert_gold_equal(
+        read_delta(env.paths.flight_phase_counts),
+        expected_gold(silver)["flight_phase_counts"],
+        "flight_phase_counts",
+    )
     assert not Path(env.paths.anomaly_alerts).exists()
     assert not Path(env.paths.checkpoint("anomaly_alerts")).exists()
 
@@ -166,11 +174,13 @@ def test_bad_silver_fails_at_once_without_retry(env):
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from flight_gold.delta_rs import SILVER_ML_ARROW_SCHEMA
+    from flight_gold.lake.schemas import SILVER_ML_ARROW_SCHEMA
 
     frame = generate(10, start=START, rate_per_s=1, aircraft=2, seed=23).drop(columns=["flight_phase"])
     schema = pa.schema([f for f in SILVER_ML_ARROW_SCHEMA if f.name != "flight_phase"])
-    write_deltalake(env.paths.silver_flights_ml, pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
+    write_deltalake(
+        env.paths.silver_flights_ml, pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    )
 
     from airflow.utils.session import create_session
 
@@ -187,19 +197,22 @@ def test_a_missing_spark_connection_is_a_clear_error(env, monkeypatch, capfd):
     state, tasks, _ = run(load_dag(), {"trigger": "available-now"})
 
     assert (state, tasks) == ("failed", {SENSOR: "success", SUBMIT: "failed"})
-    assert "AirflowFailException: Airflow connection 'spark_default' is not defined" in "".join(capfd.readouterr())
+    assert "AirflowFailException: Airflow connection 'spark_default' is not defined" in "".join(
+        capfd.readouterr()
+    )
 
 
 def test_the_py_files_zip_holds_the_package_without_bytecode(tmp_path):
     import zipfile
 
-    from flight_gold.airflow_tasks import build_package_zip
+    from flight_gold.airflow.submit import build_package_zip
 
     names = zipfile.ZipFile(build_package_zip(tmp_path)).namelist()
     package = Path(__file__).resolve().parents[2] / "include" / "flight_gold"
-    sources = sorted(str(Path("flight_gold") / p.relative_to(package)) for p in package.rglob("*.py")
-                     if "__pycache__" not in p.parts)
+    sources = sorted(
+        str(Path("flight_gold") / p.relative_to(package))
+        for p in package.rglob("*.py")
+        if "__pycache__" not in p.parts
+    )
     assert sorted(n for n in names if n.endswith(".py")) == sources
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
-
-

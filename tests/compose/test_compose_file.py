@@ -21,13 +21,24 @@ ENV_EXAMPLE = REPO / ".env.example"
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 INIT_SCRIPT = REPO / "docker" / "airflow-init.sh"
 
-AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-                    "airflow-triggerer", "airflow-init")
+AIRFLOW_SERVICES = (
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-init",
+)
 # One-shot services: they run to completion, so a health check means nothing for them.
 ONE_SHOT = {"airflow-init", "minio-init", "airflow-cli"}
-SECRETS = ("AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET",
-           "AIRFLOW_API_SECRET_KEY", "POSTGRES_PASSWORD", "AWS_SECRET_ACCESS_KEY",
-           "MINIO_ROOT_PASSWORD")
+SECRETS = (
+    "AIRFLOW_ADMIN_PASSWORD",
+    "AIRFLOW_FERNET_KEY",
+    "AIRFLOW_JWT_SECRET",
+    "AIRFLOW_API_SECRET_KEY",
+    "POSTGRES_PASSWORD",
+    "AWS_SECRET_ACCESS_KEY",
+    "MINIO_ROOT_PASSWORD",
+)
 
 
 def compose_binary() -> Path:
@@ -51,7 +62,9 @@ def compose(*args: str, env_file: Path | None = ENV_EXAMPLE, cwd: Path = REPO):
 @pytest.fixture(scope="module")
 def rendered() -> dict:
     # --profile on the command line replaces .env's COMPOSE_PROFILES: name them all.
-    result = compose("--profile", "spark", "--profile", "minio", "--profile", "debug", "config", "--format", "json")
+    result = compose(
+        "--profile", "spark", "--profile", "minio", "--profile", "debug", "config", "--format", "json"
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -76,23 +89,43 @@ def test_compose_v2_binary_is_real():
     assert result.returncode == 0
     assert re.search(r"Docker Compose version v2\.\d+\.\d+", result.stdout), result.stdout
     # And it does reject a broken file: the validation below means something.
-    broken = subprocess.run([str(compose_binary()), "-f", "-", "config"], input="services:\n  x:\n    ports: 7\n",
-                            capture_output=True, text=True)
+    broken = subprocess.run(
+        [str(compose_binary()), "-f", "-", "config"],
+        input="services:\n  x:\n    ports: 7\n",
+        capture_output=True,
+        text=True,
+    )
     assert broken.returncode != 0
 
 
 def test_config_is_valid_with_the_example_env(rendered):
     assert rendered["name"] == "flight-gold"
     assert set(rendered["services"]) == {
-        *AIRFLOW_SERVICES, "airflow-cli", "postgres", "spark-master", "spark-worker", "minio",
-        "minio-init", "mailpit", "silver-replay"}
+        *AIRFLOW_SERVICES,
+        "airflow-cli",
+        "postgres",
+        "spark-master",
+        "spark-worker",
+        "minio",
+        "minio-init",
+        "mailpit",
+        "silver-replay",
+    }
 
 
 def test_the_example_env_runs_the_bundled_cluster_and_store():
     result = compose("config", "--services")
     assert result.returncode == 0, result.stderr
-    assert set(result.stdout.split()) == {*AIRFLOW_SERVICES, "postgres", "spark-master", "spark-worker",
-                                          "minio", "minio-init", "mailpit", "silver-replay"}
+    assert set(result.stdout.split()) == {
+        *AIRFLOW_SERVICES,
+        "postgres",
+        "spark-master",
+        "spark-worker",
+        "minio",
+        "minio-init",
+        "mailpit",
+        "silver-replay",
+    }
 
 
 def test_without_env_file_compose_refuses_and_names_the_missing_secret(tmp_path):
@@ -100,7 +133,9 @@ def test_without_env_file_compose_refuses_and_names_the_missing_secret(tmp_path)
     empty.write_text("")
     result = compose("config", env_file=empty, cwd=tmp_path)
     assert result.returncode != 0
-    assert re.search(r"required variable \w+ is missing a value: set \w+ in \.env", result.stderr), result.stderr
+    assert re.search(r"required variable \w+ is missing a value: set \w+ in \.env", result.stderr), (
+        result.stderr
+    )
 
 
 def test_every_secret_comes_from_the_env_file():
@@ -221,7 +256,9 @@ def test_start_order_waits_for_health(services):
     assert scheduler["mailpit"]["condition"] == "service_healthy"
     assert services["minio-init"]["depends_on"]["minio"]["condition"] == "service_healthy"
     assert services["spark-worker"]["depends_on"]["spark-master"]["condition"] == "service_healthy"
-    assert services["silver-replay"]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
+    assert (
+        services["silver-replay"]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
+    )
 
 
 def test_nothing_is_published_beyond_localhost(services):
@@ -230,8 +267,12 @@ def test_nothing_is_published_beyond_localhost(services):
         for port in service.get("ports", []):
             assert port.get("host_ip") == "127.0.0.1", f"{name} publishes {port} beyond localhost"
             published[name] = published.get(name, set()) | {int(port["published"])}
-    assert published == {"airflow-apiserver": {8080}, "mailpit": {8025}, "spark-master": {8088},
-                         "minio": {9000, 9001}}
+    assert published == {
+        "airflow-apiserver": {8080},
+        "mailpit": {8025},
+        "spark-master": {8088},
+        "minio": {9000, 9001},
+    }
 
 
 def test_spark_cluster_and_executors_reach_the_lakehouse(services):
@@ -265,18 +306,29 @@ def test_replay_service_runs_the_feed_with_arguments_it_accepts(services):
 
 
 def test_image_build_context_holds_what_the_dockerfile_copies():
-    allowed = {line[1:].rstrip("/") for line in (REPO / "docker" / "Dockerfile.dockerignore").read_text().splitlines()
-               if line.startswith("!")}
-    sources = [m.split()[-2] for m in re.findall(r"^COPY\s+(?:--\S+\s+)*(.+)$", DOCKERFILE.read_text(), flags=re.M)]
+    allowed = {
+        line[1:].rstrip("/")
+        for line in (REPO / "docker" / "Dockerfile.dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    sources = [
+        m.split()[-2] for m in re.findall(r"^COPY\s+(?:--\S+\s+)*(.+)$", DOCKERFILE.read_text(), flags=re.M)
+    ]
     assert sources and set(sources) <= allowed, (sources, allowed)
     for source in sources:
         assert (REPO / source).exists(), source
 
 
 def test_pointing_at_existing_cluster_and_bucket_is_configuration(tmp_path):
-    env = ENV_EXAMPLE.read_text() + "\n".join([
-        "", "COMPOSE_PROFILES=", "SPARK_MASTER_URL=spark://spark.example.internal:7077", "S3_ENDPOINT=",
-        "LAKEHOUSE_BUCKET=my-company-lake"])
+    env = ENV_EXAMPLE.read_text() + "\n".join(
+        [
+            "",
+            "COMPOSE_PROFILES=",
+            "SPARK_MASTER_URL=spark://spark.example.internal:7077",
+            "S3_ENDPOINT=",
+            "LAKEHOUSE_BUCKET=my-company-lake",
+        ]
+    )
     env_file = tmp_path / ".env"
     env_file.write_text(env)
     result = compose("config", "--format", "json", env_file=env_file)
@@ -292,14 +344,23 @@ def test_pointing_at_existing_cluster_and_bucket_is_configuration(tmp_path):
     assert scheduler["LAKEHOUSE_ROOT"] == "s3a://my-company-lake"
     # An empty S3_ENDPOINT means AWS S3 itself: it must stay empty, not fall back to MinIO.
     assert scheduler["S3_ENDPOINT"] == ""
-    assert services["airflow-init"]["environment"]["SPARK_MASTER_URL"] == "spark://spark.example.internal:7077"
+    assert (
+        services["airflow-init"]["environment"]["SPARK_MASTER_URL"] == "spark://spark.example.internal:7077"
+    )
 
 
 # -- the init script, run for real ------------------------------------------------------------------
 
+
 def run_init(extra_env: dict[str, str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SPARK_MASTER_URL": "spark://spark-master:7077", "SMTP_HOST": "mailpit",
-           "SMTP_PORT": "1025", "ALERT_EMAIL_FROM": "flight-gold@localhost", **extra_env}
+    env = {
+        **os.environ,
+        "SPARK_MASTER_URL": "spark://spark-master:7077",
+        "SMTP_HOST": "mailpit",
+        "SMTP_PORT": "1025",
+        "ALERT_EMAIL_FROM": "flight-gold@localhost",
+        **extra_env,
+    }
     return subprocess.run(["bash", str(INIT_SCRIPT)], capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -309,8 +370,12 @@ def connection(conn_id: str):
     included), unaffected by what in-process tests did to this interpreter's Airflow state."""
     from airflow.models import Connection
 
-    result = subprocess.run([str(Path(sys.executable).parent / "airflow"), "connections", "export", "-",
-                             "--file-format", "json"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "connections", "export", "-", "--file-format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     stored = json.loads(result.stdout)
     assert conn_id in stored, f"connection {conn_id!r} is not in the metadata database: {sorted(stored)}"
@@ -338,23 +403,50 @@ def test_init_script_creates_the_connections_the_dags_use(airflow_db, monkeypatc
     assert spark["deploy_mode"] == "client"
     smtp = connection("smtp_alerts")
     assert (smtp.conn_type, smtp.host, smtp.port, smtp.login) == ("smtp", "mailpit", 1025, None)
-    assert smtp.extra_dejson == {"from_email": "flight-gold@localhost", "disable_tls": True, "disable_ssl": True}
+    assert smtp.extra_dejson == {
+        "from_email": "flight-gold@localhost",
+        "disable_tls": True,
+        "disable_ssl": True,
+    }
     slack = connection("slack_alerts")
     assert (slack.conn_type, slack.password) == ("slackwebhook", None)
 
     # A URL the user typed in the UI survives a restart of the stack...
-    subprocess.run([str(Path(sys.executable).parent / "airflow"), "connections", "delete", "slack_alerts"],
-                   check=True, capture_output=True)
-    subprocess.run([str(Path(sys.executable).parent / "airflow"), "connections", "add", "slack_alerts",
-                    "--conn-type", "slackwebhook", "--conn-password", "https://hooks.example/typed-in-ui"],
-                   check=True, capture_output=True)
-    second = run_init({"SLACK_WEBHOOK_URL": "", "SPARK_MASTER_URL": "k8s://https://kubernetes.default.svc:443",
-                       "SPARK_DEPLOY_MODE": "cluster"})
+    subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "connections", "delete", "slack_alerts"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "airflow"),
+            "connections",
+            "add",
+            "slack_alerts",
+            "--conn-type",
+            "slackwebhook",
+            "--conn-password",
+            "https://hooks.example/typed-in-ui",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    second = run_init(
+        {
+            "SLACK_WEBHOOK_URL": "",
+            "SPARK_MASTER_URL": "k8s://https://kubernetes.default.svc:443",
+            "SPARK_DEPLOY_MODE": "cluster",
+        }
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     assert connection("slack_alerts").password == "https://hooks.example/typed-in-ui"
     # ...while the stack-owned connections follow .env (here: Spark on Kubernetes, cluster mode;
     # the provider's hook needs the kubernetes client for k8s:// masters, which the official
     # Airflow image has and this venv has not, so the stored connection is checked).
     stored = connection("spark_default")
-    assert (stored.conn_type, stored.host, stored.port) == ("spark", "k8s://https://kubernetes.default.svc:443", None)
+    assert (stored.conn_type, stored.host, stored.port) == (
+        "spark",
+        "k8s://https://kubernetes.default.svc:443",
+        None,
+    )
     assert stored.extra_dejson == {"deploy-mode": "cluster"}

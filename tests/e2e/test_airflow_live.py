@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -29,11 +29,11 @@ import psutil
 import pytest
 import requests
 
-from expected import assert_gold_equal, expected_gold, read_delta
-from flight_gold.config import GoldConfig
+from flight_gold.core.config import GoldConfig
 from flight_gold.feed.synthetic import generate
 from flight_gold.feed.writer import append_silver
-from flight_gold.streaming import PROGRESS_PREFIX
+from flight_gold.spark.progress import PROGRESS_PREFIX
+from support.expected import assert_gold_equal, expected_gold, read_delta
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "airflow_local.sh"
 DAG_ID, SUBMIT = "gold_streaming", "run_gold_streams"
 QUERIES = ("flight_phase_counts", "anomaly_alerts")
-START = datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
+START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 RATE, AIRCRAFT, SEED = 10, 30, 31
 
 # The machine is shared and slow: a generous bound for each step that waits on Spark or Airflow.
@@ -51,8 +51,9 @@ SPARK_GONE_WITHIN_S = 30
 
 def silver_rows(first_row: int, n: int) -> pd.DataFrame:
     """Rows first_row .. first_row + n - 1 of one synthetic run: later chunks continue in time."""
-    return generate(n, start=START, rate_per_s=RATE, aircraft=AIRCRAFT, anomaly_share=0.08,
-                    seed=SEED, first_row=first_row)
+    return generate(
+        n, start=START, rate_per_s=RATE, aircraft=AIRCRAFT, anomaly_share=0.08, seed=SEED, first_row=first_row
+    )
 
 
 def free_port() -> int:
@@ -85,8 +86,9 @@ class LiveAirflow:
     def start(self) -> None:
         log = open(self.home / "airflow_local.out", "ab")
         # The script in a process group of its own, so that no signal meant for pytest reaches it.
-        self.proc = subprocess.Popen([str(SCRIPT), "start"], env=self.env, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(SCRIPT), "start"], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         wait_for("Airflow to be healthy", self._ready, details=self.diagnostics)
         self.sid = int((self.home / "airflow-local.pid").read_text())
 
@@ -110,7 +112,9 @@ class LiveAirflow:
         return found
 
     def stop(self) -> subprocess.CompletedProcess:
-        return subprocess.run([str(SCRIPT), "stop"], env=self.env, capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [str(SCRIPT), "stop"], env=self.env, capture_output=True, text=True, timeout=300
+        )
 
     def kill_everything(self) -> None:
         """Last resort of the teardown: nothing this test started may outlive it."""
@@ -133,8 +137,9 @@ class LiveAirflow:
     def login(self) -> None:
         passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
         assert "admin" in passwords and f"admin / {passwords['admin']}" in self.script_output()
-        response = requests.post(f"{self.base}/auth/token",
-                                 json={"username": "admin", "password": passwords["admin"]}, timeout=30)
+        response = requests.post(
+            f"{self.base}/auth/token", json={"username": "admin", "password": passwords["admin"]}, timeout=30
+        )
         assert response.status_code in (200, 201), response.text
         self.session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
 
@@ -157,21 +162,30 @@ class LiveAirflow:
         return response.json()
 
     def task_log(self, run_id: str, task_id: str, try_number: int) -> list[str]:
-        response = self.api("GET", f"/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances/"
-                                   f"{task_id}/logs/{try_number}", params={"full_content": "true"})
+        response = self.api(
+            "GET",
+            f"/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/logs/{try_number}",
+            params={"full_content": "true"},
+        )
         assert response.status_code == 200, response.text
         return [str(e.get("event", "")) for e in response.json()["content"] if isinstance(e, dict)]
 
     def mark_task_failed(self, run_id: str, task_id: str) -> None:
         # What the UI's "Mark as failed" of a task instance sends.
-        response = self.api("PATCH", f"/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}",
-                            json={"new_state": "failed"})
+        response = self.api(
+            "PATCH",
+            f"/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}",
+            json={"new_state": "failed"},
+        )
         assert response.status_code == 200, response.text
 
     def wait_run(self, run_id: str, expected: str = "success") -> None:
-        state = wait_for(f"run {run_id} to finish",
-                         lambda: (s := self.run_state(run_id)) in ("success", "failed") and s,
-                         interval=5, details=lambda: self.run_details(run_id))
+        state = wait_for(
+            f"run {run_id} to finish",
+            lambda: (s := self.run_state(run_id)) in ("success", "failed") and s,
+            interval=5,
+            details=lambda: self.run_details(run_id),
+        )
         assert state == expected, self.run_details(run_id)
 
     def run_details(self, run_id: str) -> str:
@@ -232,8 +246,14 @@ def live(tmp_path):
     home.mkdir()
     lakehouse = tmp_path / "lakehouse"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__"))}
-    env.update({"AIRFLOW_HOME": str(home), "AIRFLOW_PORT": str(free_port()), "LAKEHOUSE_ROOT": str(lakehouse),
-                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW_PORT": str(free_port()),
+            "LAKEHOUSE_ROOT": str(lakehouse),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+    )
     airflow = LiveAirflow(home, int(env["AIRFLOW_PORT"]), env)
     try:
         yield airflow, GoldConfig.from_env(env)
@@ -251,8 +271,11 @@ def test_trigger_available_now_then_continuous_stop_and_resume(live):
 
     airflow.start()
     airflow.login()
-    wait_for("the DAG processor to load gold_streaming",
-             lambda: airflow.api("GET", f"/dags/{DAG_ID}").status_code == 200, details=airflow.diagnostics)
+    wait_for(
+        "the DAG processor to load gold_streaming",
+        lambda: airflow.api("GET", f"/dags/{DAG_ID}").status_code == 200,
+        details=airflow.diagnostics,
+    )
     # New DAGs start paused; the UI's toggle sends this.
     assert airflow.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False}).status_code == 200
 
@@ -269,18 +292,22 @@ def test_trigger_available_now_then_continuous_stop_and_resume(live):
     outcome = []
     for trigger, feed_chunks in (("continuous", 2), ("continuous-low-latency", 1)):
         run_2 = airflow.trigger({"trigger": trigger, "trigger_interval": "2 seconds"})
-        wait_for(f"the {trigger} job's Spark driver",
-                 lambda: airflow.task(run_2, SUBMIT)["state"] == "running" and len(spark_processes(config)) >= 2,
-                 details=lambda: airflow.run_details(run_2))
+        wait_for(
+            f"the {trigger} job's Spark driver",
+            lambda: airflow.task(run_2, SUBMIT)["state"] == "running" and len(spark_processes(config)) >= 2,
+            details=lambda: airflow.run_details(run_2),
+        )
         for _ in range(feed_chunks):
             before = {q: commits(config, q) for q in QUERIES}
             chunk = silver_rows(next_row, 1200)  # 2 more minutes each
             append_silver(chunk, config)
             appended.append(chunk)
             next_row += len(chunk)
-            wait_for("a micro-batch of the new Silver_ML rows",
-                     lambda: all(commits(config, q) > before[q] for q in QUERIES),
-                     details=lambda: airflow.run_details(run_2))
+            wait_for(
+                "a micro-batch of the new Silver_ML rows",
+                lambda: all(commits(config, q) > before[q] for q in QUERIES),
+                details=lambda: airflow.run_details(run_2),
+            )
         assert airflow.task(run_2, SUBMIT)["state"] == "running"
         drivers = spark_processes(config)
         assert {p.name() for p in drivers} >= {"java"} and any("python" in p.name() for p in drivers), drivers
@@ -288,10 +315,13 @@ def test_trigger_available_now_then_continuous_stop_and_resume(live):
         try_number = airflow.task(run_2, SUBMIT)["try_number"]
         airflow.mark_task_failed(run_2, SUBMIT)
         stop_requested = time.monotonic()
-        wait_for(f"the Spark driver to end (deadline {SPARK_GONE_WITHIN_S} s)",
-                 lambda: not [p for p in drivers if alive(p)],
-                 timeout=SPARK_GONE_WITHIN_S, interval=0.5,
-                 details=lambda: f"{spark_processes(config)}\n{airflow.run_details(run_2)}")
+        wait_for(
+            f"the Spark driver to end (deadline {SPARK_GONE_WITHIN_S} s)",
+            lambda: not [p for p in drivers if alive(p)],
+            timeout=SPARK_GONE_WITHIN_S,
+            interval=0.5,
+            details=lambda: f"{spark_processes(config)}\n{airflow.run_details(run_2)}",
+        )
         spark_gone_s = time.monotonic() - stop_requested
         airflow.wait_run(run_2, expected="failed")
         assert airflow.task(run_2, SUBMIT)["state"] == "failed"

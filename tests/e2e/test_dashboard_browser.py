@@ -25,10 +25,10 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 import pytest
-from dashboard_data import append_by_window, background_records, minute_floor, write_demo_gold
 
-from flight_gold import dashboard
-from flight_gold.config import GoldConfig
+from flight_gold.core.config import GoldConfig
+from flight_gold.core.times import iso, utcnow
+from support.dashboard_data import append_by_window, background_records, minute_floor, write_demo_gold
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -36,8 +36,16 @@ REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 OUTPUT = REPO / "test-output" / "dashboard"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 START_TIMEOUT_S = 240
 
 
@@ -61,7 +69,7 @@ def airflow(tmp_path_factory):
     lakehouse holding an hour of Gold data around the known breaches."""
     home = tmp_path_factory.mktemp("airflow-standalone")
     config = GoldConfig.from_env({}, lakehouse_root=str(home / "lakehouse"))
-    now = minute_floor(dashboard.utcnow())
+    now = minute_floor(utcnow())
     write_demo_gold(config, now)
     port = free_port()
     env = {
@@ -83,19 +91,31 @@ def airflow(tmp_path_factory):
     base = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         # A session of its own: standalone's ~40 children stop with one signal to the group.
-        proc = subprocess.Popen([str(VENV_BIN / "airflow"), "standalone"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "airflow"), "standalone"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not healthy(base):
             if proc.poll() is not None or time.monotonic() > deadline:
                 tail = log_path.read_text(errors="replace")[-4000:]
-                pytest.fail(f"airflow standalone did not become healthy on {base} "
-                            f"(exit code {proc.poll()}); log tail:\n{tail}")
+                pytest.fail(
+                    f"airflow standalone did not become healthy on {base} "
+                    f"(exit code {proc.poll()}); log tail:\n{tail}"
+                )
             time.sleep(1)
         passwords = home / "simple_auth_manager_passwords.json.generated"
-        yield {"base": base, "password": json.loads(passwords.read_text())["admin"],
-               "config": config, "now": now, "log": log_path}
+        yield {
+            "base": base,
+            "password": json.loads(passwords.read_text())["admin"],
+            "config": config,
+            "now": now,
+            "log": log_path,
+        }
     finally:
         stop_group(proc)
         OUTPUT.mkdir(parents=True, exist_ok=True)
@@ -192,15 +212,18 @@ def test_the_page_from_the_navigation_shows_charts_and_breaches(airflow, dashboa
     phases, _ = background_records(now)
     minute = now - timedelta(minutes=12)
     cruise = next(r for r in phases if r["window_start"] == minute and r["flight_phase"] == "CRUISE")
-    hover_chart(ui, "phase-chart", "{xAxisIndex: 0, yAxisIndex: 0}", [dashboard.iso(minute), 50])
+    hover_chart(ui, "phase-chart", "{xAxisIndex: 0, yAxisIndex: 0}", [iso(minute), 50])
     row = frame.locator("#phase-chart .tt-row[data-phase='CRUISE']")
     row.wait_for(timeout=10_000)
-    assert row.inner_text() == (f"CRUISE: {cruise['flight_count']} obs · avg {js_round(cruise['avg_altitude'])} m"
-                                f" · {js_round(cruise['avg_velocity'])} km/h")
+    assert row.inner_text() == (
+        f"CRUISE: {cruise['flight_count']} obs · avg {js_round(cruise['avg_altitude'])} m"
+        f" · {js_round(cruise['avg_velocity'])} km/h"
+    )
 
     # Hover: the heat-map cell of the newest breach (top row, last window) is marked as such.
     windows = frame.locator("#anomaly-chart").evaluate(
-        "el => echarts.getInstanceByDom(el).getOption().xAxis[0].data.length")
+        "el => echarts.getInstanceByDom(el).getOption().xAxis[0].data.length"
+    )
     hover_chart(ui, "anomaly-chart", "{seriesIndex: 0}", [windows - 1, 0])
     cell = frame.locator("#anomaly-chart .tt-cell[data-country='Portugal']")
     cell.wait_for(timeout=10_000)
@@ -218,11 +241,21 @@ def test_the_page_refreshes_itself_with_new_breaches(airflow, dashboard_page):
     loaded = frame.locator("body").get_attribute("data-loaded")
     record = {
         # The newest window (Portugal's starts at -10), already over: the first row of the table.
-        "window_start": airflow["now"] - timedelta(minutes=9), "window_end": airflow["now"] - timedelta(minutes=4),
-        "origin_country": "Norway", "total_observations": 10, "altitude_anomalies": 3,
-        "velocity_anomalies": 0, "anomaly_rate": 0.3, "max_altitude": 12500.0, "min_altitude": 100.0,
-        "max_velocity": 900.0, "avg_altitude": 9000.0, "avg_velocity": 800.0, "stddev_altitude": 10.0,
-        "stddev_velocity": 5.0}
+        "window_start": airflow["now"] - timedelta(minutes=9),
+        "window_end": airflow["now"] - timedelta(minutes=4),
+        "origin_country": "Norway",
+        "total_observations": 10,
+        "altitude_anomalies": 3,
+        "velocity_anomalies": 0,
+        "anomaly_rate": 0.3,
+        "max_altitude": 12500.0,
+        "min_altitude": 100.0,
+        "max_velocity": 900.0,
+        "avg_altitude": 9000.0,
+        "avg_velocity": 800.0,
+        "stddev_altitude": 10.0,
+        "stddev_velocity": 5.0,
+    }
     append_by_window(airflow["config"].paths.anomaly_alerts, "anomaly_alerts", [record])
     # No click: the page's own 30-second refresh must bring the new row.
     frame.locator("#breach-table tbody tr[data-country='Norway']").wait_for(timeout=75_000)
@@ -236,8 +269,12 @@ def api_call(airflow, method: str, path: str, body: dict | None = None, token: s
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(airflow["base"] + path, method=method, headers=headers,
-                                     data=json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(
+        airflow["base"] + path,
+        method=method,
+        headers=headers,
+        data=json.dumps(body).encode() if body is not None else None,
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.load(response)
 
@@ -247,7 +284,8 @@ def test_the_last_gold_streaming_run_links_to_it(airflow, dashboard_page):
     (its sensor waits for a Silver_ML that this lakehouse lacks) and its link opens it in the UI."""
     ui, frame = dashboard_page, dashboard_page.frame
     token = api_call(airflow, "POST", "/auth/token", {"username": "admin", "password": airflow["password"]})[
-        "access_token"]
+        "access_token"
+    ]
     deadline = time.monotonic() + 120
     while True:  # the DAG processor parses dags/ shortly after the start
         try:
@@ -269,8 +307,10 @@ def test_the_last_gold_streaming_run_links_to_it(airflow, dashboard_page):
     ui.page.screenshot(path=str(OUTPUT / "flight-gold-with-run.png"))
     link.click()
     # The Airflow UI itself moves to the run's page (no nested UI inside the frame).
-    ui.page.wait_for_url(lambda url: unquote(urlsplit(url).path) == f"/dags/gold_streaming/runs/{run['dag_run_id']}",
-                         timeout=30_000)
+    ui.page.wait_for_url(
+        lambda url: unquote(urlsplit(url).path) == f"/dags/gold_streaming/runs/{run['dag_run_id']}",
+        timeout=30_000,
+    )
     ui.page.get_by_text(run["dag_run_id"]).first.wait_for(timeout=30_000)
     assert ui.page.locator("iframe[title='Flight Gold']").count() == 0
     assert ui.errors == []

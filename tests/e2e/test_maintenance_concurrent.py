@@ -12,26 +12,26 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
-from expected import assert_gold_equal, expected_gold, read_delta, watermark
+from flight_gold.core.contract import GOLD_TABLE_NAMES as GOLD_TABLES
 from flight_gold.feed.synthetic import generate
 from flight_gold.feed.writer import append_silver
-from flight_gold.paths import GOLD_TABLES
-from flight_gold.streaming import PROGRESS_PREFIX
+from flight_gold.spark.progress import PROGRESS_PREFIX
+from support.expected import assert_gold_equal, expected_gold, read_delta, watermark
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 STREAM_JOB = REPO / "jobs" / "streaming_gold.py"
 MAINTENANCE_JOB = REPO / "jobs" / "maintenance.py"
-START = datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
-CHUNK_ROWS = 300                # one minute of event time per feed commit (5 rows/s)
+START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+CHUNK_ROWS = 300  # one minute of event time per feed commit (5 rows/s)
 FEED_EVERY_S = 2.0
 MAX_MAINTENANCE_RUNS = 6
 # Guards against a hung process, not speed goals: the test waits for states, not for durations.
@@ -39,14 +39,28 @@ STATE_WAIT_S = 900
 # The Gold writer's commits (a Delta append per micro-batch with rows; "STREAMING UPDATE" is
 # what Spark's own Delta sink would write).
 STREAM_WRITE = "WRITE"
-CONFLICTS = ("ConcurrentAppendException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
-             "ConcurrentTransactionException", "ConcurrentWriteException", "MetadataChangedException",
-             "ProtocolChangedException", "ConcurrentModificationException")
+CONFLICTS = (
+    "ConcurrentAppendException",
+    "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException",
+    "ConcurrentWriteException",
+    "MetadataChangedException",
+    "ProtocolChangedException",
+    "ConcurrentModificationException",
+)
 
 
 def chunk(k: int) -> pd.DataFrame:
-    return generate(CHUNK_ROWS, start=START, rate_per_s=5, aircraft=25, anomaly_share=0.05, seed=9,
-                    first_row=k * CHUNK_ROWS)
+    return generate(
+        CHUNK_ROWS,
+        start=START,
+        rate_per_s=5,
+        aircraft=25,
+        anomaly_share=0.05,
+        seed=9,
+        first_row=k * CHUNK_ROWS,
+    )
 
 
 class Feed(threading.Thread):
@@ -62,7 +76,7 @@ class Feed(threading.Thread):
             while not self.stop.wait(FEED_EVERY_S):
                 append_silver(chunk(self.next_chunk), self.config)
                 self.next_chunk += 1
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:
             self.error = exc
 
 
@@ -111,15 +125,29 @@ def progress(stderr_file: Path) -> list[dict]:
 def wait_for(what: str, condition, stream: subprocess.Popen, stderr_file: Path) -> None:
     deadline = time.monotonic() + STATE_WAIT_S
     while not condition():
-        assert stream.poll() is None, f"the Gold job exited ({stream.returncode}) while waiting for " \
-                                      f"{what}:\n{stderr_file.read_text()[-3000:]}"
+        assert stream.poll() is None, (
+            f"the Gold job exited ({stream.returncode}) while waiting for "
+            f"{what}:\n{stderr_file.read_text()[-3000:]}"
+        )
         assert time.monotonic() < deadline, f"gave up waiting for {what}"
         time.sleep(1)
 
 
 def maintain(config, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(MAINTENANCE_JOB), "--lakehouse-root", config.lakehouse_root,
-                           "--master", "local[1]", *args], capture_output=True, text=True, timeout=STATE_WAIT_S)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(MAINTENANCE_JOB),
+            "--lakehouse-root",
+            config.lakehouse_root,
+            "--master",
+            "local[1]",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=STATE_WAIT_S,
+    )
 
 
 def report_lines(stdout: str) -> list[dict]:
@@ -133,9 +161,21 @@ def test_optimize_and_vacuum_while_the_gold_job_appends(lakehouse, tmp_path):
     stderr_file = tmp_path / "stream.stderr"
     with open(stderr_file, "w") as err:
         stream = subprocess.Popen(
-            [sys.executable, str(STREAM_JOB), "--lakehouse-root", config.lakehouse_root, "--master", "local[2]",
-             "--trigger", "processing-time", "--trigger-interval", "1 second"],
-            stdout=subprocess.DEVNULL, stderr=err)
+            [
+                sys.executable,
+                str(STREAM_JOB),
+                "--lakehouse-root",
+                config.lakehouse_root,
+                "--master",
+                "local[2]",
+                "--trigger",
+                "processing-time",
+                "--trigger-interval",
+                "1 second",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     feed = Feed(config, first_chunk=3)
     runs: list[subprocess.CompletedProcess] = []
     try:
@@ -143,9 +183,10 @@ def test_optimize_and_vacuum_while_the_gold_job_appends(lakehouse, tmp_path):
 
         def appended(n):
             # Each of the Gold writer's commits adds a file (a batch with no window writes none).
-            return lambda: all(DeltaTable.is_deltatable(p) and
-                               sum(c["operation"] == STREAM_WRITE for c in commits(p)) >= n
-                               for p in gold.values())
+            return lambda: all(
+                DeltaTable.is_deltatable(p) and sum(c["operation"] == STREAM_WRITE for c in commits(p)) >= n
+                for p in gold.values()
+            )
 
         feed.start()
         wait_for("several small Gold files", appended(3), stream, stderr_file)
@@ -168,13 +209,20 @@ def test_optimize_and_vacuum_while_the_gold_job_appends(lakehouse, tmp_path):
         feed.join()
         assert feed.error is None, feed.error
         silver = pd.concat([chunk(k) for k in range(feed.next_chunk)], ignore_index=True)
-        final = {"flight_phase_counts": watermark(silver, timedelta(minutes=2)),
-                 "anomaly_alerts": watermark(silver, timedelta(minutes=6))}
+        final = {
+            "flight_phase_counts": watermark(silver, timedelta(minutes=2)),
+            "anomaly_alerts": watermark(silver, timedelta(minutes=6)),
+        }
 
         def caught_up():
             lines = progress(stderr_file)
-            return all(any(line["query"] == q and line["watermark"] and
-                           pd.Timestamp(line["watermark"]) == final[q] for line in lines) for q in final)
+            return all(
+                any(
+                    line["query"] == q and line["watermark"] and pd.Timestamp(line["watermark"]) == final[q]
+                    for line in lines
+                )
+                for q in final
+            )
 
         wait_for("the stream to catch up", caught_up, stream, stderr_file)
     finally:

@@ -1,5 +1,5 @@
 """The lakehouse on S3, end to end, against a real S3-compatible HTTP server on loopback (moto's
-server mode, see tests/s3_server.py): Silver_ML written by the feed to s3a://, the Gold job run as
+server mode, see tests/support/s3_server.py): Silver_ML written by the feed to s3a://, the Gold job run as
 a process with an s3a:// LAKEHOUSE_ROOT (hadoop-aws's S3A client, Delta's S3SingleDriverLogStore,
 checkpoints on S3), both Gold tables on the server equal to the independent DuckDB computation;
 and the sensor of gold_streaming (and the replay service's health check) seeing the S3 table."""
@@ -11,28 +11,28 @@ import re
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from expected import assert_gold_equal, expected_gold
-from flight_gold.config import GoldConfig
-from flight_gold.delta_rs import open_table
+from flight_gold.core.config import GoldConfig
+from flight_gold.core.contract import GOLD_TABLE_NAMES as GOLD_TABLES
 from flight_gold.feed.synthetic import generate
 from flight_gold.feed.writer import append_silver
-from flight_gold.lakehouse_checks import has_delta_commit, silver_ml_ready
-from flight_gold.paths import GOLD_TABLES
-from flight_gold.streaming import PROGRESS_PREFIX
-from s3_server import running_s3_server
+from flight_gold.lake.checks import has_delta_commit, silver_ml_ready
+from flight_gold.lake.tables import open_table
+from flight_gold.spark.progress import PROGRESS_PREFIX
+from support.expected import assert_gold_equal, expected_gold
+from support.s3_server import running_s3_server
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = REPO / "jobs" / "streaming_gold.py"
-START = datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
+START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 COMMIT = re.compile(r"_delta_log/\d{20}\.json$")
 
 
@@ -57,21 +57,35 @@ def s3_lakehouse(s3_server, monkeypatch) -> GoldConfig:
 
 
 def bucket_of(config: GoldConfig) -> str:
-    return config.lakehouse_root[len("s3a://"):].split("/")[0]
+    return config.lakehouse_root[len("s3a://") :].split("/")[0]
 
 
 def run_job(config: GoldConfig) -> subprocess.CompletedProcess:
     # The job gets only the root on its command line: endpoint and credentials come from the
     # environment, as in the compose stack.
     return subprocess.run(
-        [sys.executable, str(JOB), "--lakehouse-root", config.lakehouse_root, "--master", "local[2]",
-         "--trigger", "available-now"],
-        capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            str(JOB),
+            "--lakehouse-root",
+            config.lakehouse_root,
+            "--master",
+            "local[2]",
+            "--trigger",
+            "available-now",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def input_rows(stderr: str, query: str) -> int:
-    lines = [json.loads(line.split(PROGRESS_PREFIX, 1)[1]) for line in stderr.splitlines()
-             if f" {PROGRESS_PREFIX} " in line]
+    lines = [
+        json.loads(line.split(PROGRESS_PREFIX, 1)[1])
+        for line in stderr.splitlines()
+        if f" {PROGRESS_PREFIX} " in line
+    ]
     return sum(line["input_rows"] for line in lines if line["query"] == query)
 
 
@@ -109,8 +123,11 @@ def test_gold_job_with_an_s3a_lakehouse_equals_the_independent_computation(s3_se
     # Delta on S3 needs no rename: every commit was written once, in place, never copied from a
     # temporary object (which would have left a deleted version behind). Only the optional .crc
     # checksum files go through a temporary object.
-    pages = list(s3_server.client().get_paginator("list_object_versions")
-                 .paginate(Bucket=bucket_of(config), Prefix="gold/"))
+    pages = list(
+        s3_server.client()
+        .get_paginator("list_object_versions")
+        .paginate(Bucket=bucket_of(config), Prefix="gold/")
+    )
     log_writes = [v["Key"] for p in pages for v in p.get("Versions", []) if "/_delta_log/" in v["Key"]]
     deleted = [m["Key"] for p in pages for m in p.get("DeleteMarkers", []) if "/_delta_log/" in m["Key"]]
     assert not [k for k in deleted if ".json" in k], deleted
@@ -120,8 +137,14 @@ def test_gold_job_with_an_s3a_lakehouse_equals_the_independent_computation(s3_se
 
     # More Silver data: the second run resumes from the checkpoints on S3: only the new rows are
     # read, no window is written twice, none is missing.
-    second = generate(2000, start=first["event_timestamp"].max().to_pydatetime(), rate_per_s=5,
-                      aircraft=30, anomaly_share=0.08, seed=22)
+    second = generate(
+        2000,
+        start=first["event_timestamp"].max().to_pydatetime(),
+        rate_per_s=5,
+        aircraft=30,
+        anomaly_share=0.08,
+        seed=22,
+    )
     append_silver(second, config)
     run = run_job(config)
     assert run.returncode == 0, run.stderr[-4000:]
@@ -132,7 +155,7 @@ def test_gold_job_with_an_s3a_lakehouse_equals_the_independent_computation(s3_se
 
 
 def test_the_sensor_and_the_replay_health_check_see_the_s3_silver_table(s3_lakehouse):
-    from flight_gold.airflow_tasks import SilverMLSensor
+    from flight_gold.airflow.streaming import SilverMLSensor
 
     config = s3_lakehouse
     sensor = SilverMLSensor(task_id="wait_for_silver_ml")

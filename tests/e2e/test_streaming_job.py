@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -18,28 +18,43 @@ import pytest
 from deltalake import write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from expected import assert_gold_equal, expected_gold, read_delta
-from flight_gold.delta_rs import SILVER_ML_ARROW_SCHEMA
 from flight_gold.feed.synthetic import generate
 from flight_gold.feed.writer import append_silver
-from flight_gold.streaming import PROGRESS_PREFIX
+from flight_gold.lake.schemas import SILVER_ML_ARROW_SCHEMA
+from flight_gold.spark.progress import PROGRESS_PREFIX
+from support.expected import assert_gold_equal, expected_gold, read_delta
 
 pytestmark = pytest.mark.e2e
 
 JOB = Path(__file__).resolve().parents[2] / "jobs" / "streaming_gold.py"
-START = datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
+START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
 
 def run_job(config, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(JOB), "--lakehouse-root", config.lakehouse_root, "--master", "local[2]",
-         "--trigger", "available-now", *extra],
-        capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            str(JOB),
+            "--lakehouse-root",
+            config.lakehouse_root,
+            "--master",
+            "local[2]",
+            "--trigger",
+            "available-now",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def progress(stderr: str) -> list[dict]:
-    return [json.loads(line.split(PROGRESS_PREFIX, 1)[1]) for line in stderr.splitlines()
-            if f" {PROGRESS_PREFIX} " in line]
+    return [
+        json.loads(line.split(PROGRESS_PREFIX, 1)[1])
+        for line in stderr.splitlines()
+        if f" {PROGRESS_PREFIX} " in line
+    ]
 
 
 def gold(config) -> dict[str, pd.DataFrame]:
@@ -62,25 +77,40 @@ def test_available_now_runs_resume_and_equal_the_independent_computation(lakehou
     lines = progress(run.stderr)
     assert {line["query"] for line in lines} == {"flight_phase_counts", "anomaly_alerts"}
     for line in lines:
-        assert {"batch_id", "input_rows", "rows_per_second", "batch_duration_ms", "watermark",
-                "late_rows_dropped", "state_rows"} <= set(line)
+        assert {
+            "batch_id",
+            "input_rows",
+            "rows_per_second",
+            "batch_duration_ms",
+            "watermark",
+            "late_rows_dropped",
+            "state_rows",
+        } <= set(line)
     assert sum(line["input_rows"] for line in lines if line["query"] == "anomaly_alerts") == 6000
 
     # More Silver data: the second run resumes from the checkpoints, no window twice, none missing.
-    second = generate(6000, start=first["event_timestamp"].max().to_pydatetime(), rate_per_s=10,
-                      aircraft=40, anomaly_share=0.08, seed=2)
+    second = generate(
+        6000,
+        start=first["event_timestamp"].max().to_pydatetime(),
+        rate_per_s=10,
+        aircraft=40,
+        anomaly_share=0.08,
+        seed=2,
+    )
     append_silver(second, lakehouse)
     run = run_job(lakehouse)
     assert run.returncode == 0, run.stderr[-3000:]
     both = pd.concat([first, second], ignore_index=True)
     assert_matches(lakehouse, both)
-    assert sum(line["input_rows"] for line in progress(run.stderr)
-               if line["query"] == "anomaly_alerts") == 6000
+    assert (
+        sum(line["input_rows"] for line in progress(run.stderr) if line["query"] == "anomaly_alerts") == 6000
+    )
 
     # Rows older than the watermark are dropped and counted; on-time rows still land.
     newest = both["event_timestamp"].max()
-    late = generate(40, start=(newest - pd.Timedelta(minutes=30)).to_pydatetime(), rate_per_s=10,
-                    aircraft=5, seed=3)
+    late = generate(
+        40, start=(newest - pd.Timedelta(minutes=30)).to_pydatetime(), rate_per_s=10, aircraft=5, seed=3
+    )
     on_time = generate(1200, start=newest.to_pydatetime(), rate_per_s=10, aircraft=40, seed=4)
     append_silver(pd.concat([late, on_time], ignore_index=True), lakehouse)
     run = run_job(lakehouse)
@@ -91,8 +121,9 @@ def test_available_now_runs_resume_and_equal_the_independent_computation(lakehou
         assert last["cumulative"]["late_rows_dropped"] == len(late), last
 
 
-def wait_until_gold_matches(config, silver: pd.DataFrame, job: subprocess.Popen, log: Path,
-                            timeout_s: float = 600) -> None:
+def wait_until_gold_matches(
+    config, silver: pd.DataFrame, job: subprocess.Popen, log: Path, timeout_s: float = 600
+) -> None:
     """Polls the Gold tables until they equal the independent computation over `silver`; the
     timeout guards against a hung job, it is no speed goal."""
     deadline = time.monotonic() + timeout_s
@@ -114,15 +145,34 @@ def test_available_now_loop_runs_every_interval_until_stopped(lakehouse, tmp_pat
     log = tmp_path / "job.log"
     with log.open("w") as err:
         job = subprocess.Popen(
-            [sys.executable, str(JOB), "--lakehouse-root", lakehouse.lakehouse_root, "--master", "local[2]",
-             "--trigger", "available-now-loop", "--trigger-interval", "2 seconds"],
-            stdout=subprocess.DEVNULL, stderr=err, text=True)
+            [
+                sys.executable,
+                str(JOB),
+                "--lakehouse-root",
+                lakehouse.lakehouse_root,
+                "--master",
+                "local[2]",
+                "--trigger",
+                "available-now-loop",
+                "--trigger-interval",
+                "2 seconds",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+        )
     try:
         wait_until_gold_matches(lakehouse, first, job, log)
         # A later commit is picked up by a later run of the same process, which also writes the
         # windows that commit closed (the run ends with the no-data batch that evicts them).
-        second = generate(6000, start=first["event_timestamp"].max().to_pydatetime(), rate_per_s=10,
-                          aircraft=40, anomaly_share=0.08, seed=2)
+        second = generate(
+            6000,
+            start=first["event_timestamp"].max().to_pydatetime(),
+            rate_per_s=10,
+            aircraft=40,
+            anomaly_share=0.08,
+            seed=2,
+        )
         append_silver(second, lakehouse)
         both = pd.concat([first, second], ignore_index=True)
         wait_until_gold_matches(lakehouse, both, job, log)
@@ -165,16 +215,24 @@ def _silver_frame(n: int = 10) -> pd.DataFrame:
 def _no_column(config):
     df = _silver_frame().drop(columns=["flight_phase"])
     schema = pa.schema([f for f in SILVER_ML_ARROW_SCHEMA if f.name != "flight_phase"])
-    write_deltalake(config.paths.silver_flights_ml, pa.Table.from_pandas(df, schema=schema, preserve_index=False))
+    write_deltalake(
+        config.paths.silver_flights_ml, pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+    )
     return "flight_phase"
 
 
 def _wrong_type(config):
     df = _silver_frame()
     df["altitude_meters"] = df["altitude_meters"].astype(str)
-    schema = pa.schema([pa.field("altitude_meters", pa.string()) if f.name == "altitude_meters" else f
-                        for f in SILVER_ML_ARROW_SCHEMA])
-    write_deltalake(config.paths.silver_flights_ml, pa.Table.from_pandas(df, schema=schema, preserve_index=False))
+    schema = pa.schema(
+        [
+            pa.field("altitude_meters", pa.string()) if f.name == "altitude_meters" else f
+            for f in SILVER_ML_ARROW_SCHEMA
+        ]
+    )
+    write_deltalake(
+        config.paths.silver_flights_ml, pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+    )
     return "altitude_meters"
 
 
@@ -189,8 +247,11 @@ def _missing(config):
     return config.paths.silver_flights_ml
 
 
-@pytest.mark.parametrize("make_bad_silver", [_missing, _not_delta, _no_column, _wrong_type],
-                         ids=["missing", "not-delta", "missing-column", "wrong-type"])
+@pytest.mark.parametrize(
+    "make_bad_silver",
+    [_missing, _not_delta, _no_column, _wrong_type],
+    ids=["missing", "not-delta", "missing-column", "wrong-type"],
+)
 def test_bad_silver_is_a_one_line_error_with_exit_code_2(lakehouse, make_bad_silver):
     named = make_bad_silver(lakehouse)
     run = run_job(lakehouse)

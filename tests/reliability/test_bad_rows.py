@@ -17,10 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from expected import assert_gold_equal, drop_future, streamed_gold
-from flight_gold.delta_rs import SILVER_ML_ARROW_SCHEMA
-from flight_gold.guards import DeltaLogError, LocalFiles, validate_delta_log
-from reliability_helpers import (
+from flight_gold.lake.schemas import SILVER_ML_ARROW_SCHEMA
+from flight_gold.spark.files import LocalFiles
+from flight_gold.spark.guards import DeltaLogError, validate_delta_log
+from support.expected import assert_gold_equal, drop_future, streamed_gold
+from support.jobs import (
     START,
     TABLES,
     append_silver,
@@ -58,19 +59,19 @@ def _version_0() -> pd.DataFrame:
     """10 minutes of traffic with every kind of bad row mixed in."""
     df = silver_frame(400, START, 600, seed=21)
     _bad(df, 10, event_timestamp=pd.NaT)
-    _bad(df, 11, event_timestamp=pd.NaT, altitude_meters=np.nan)     # its NaN is not counted: row dropped
+    _bad(df, 11, event_timestamp=pd.NaT, altitude_meters=np.nan)  # its NaN is not counted: row dropped
     _bad(df, 12, event_timestamp=pd.NaT)
     _bad(df, 20, altitude_meters=np.nan)
     _bad(df, 21, altitude_meters=np.nan)
     _bad(df, 22, velocity_kmh=np.inf)
     _bad(df, 23, altitude_meters=-np.inf)
-    _bad(df, 24, altitude_meters=np.nan, velocity_kmh=np.nan)        # two values nulled
+    _bad(df, 24, altitude_meters=np.nan, velocity_kmh=np.nan)  # two values nulled
     _bad(df, 30, flight_phase=None)
     _bad(df, 31, flight_phase=None)
     _bad(df, 32, origin_country=None)
     _bad(df, 33, origin_country=None, flight_phase=None)
     _bad(df, 40, event_timestamp=YEAR_2099)
-    _bad(df, 41, event_timestamp=YEAR_2099, velocity_kmh=np.nan)    # dropped: its NaN not counted
+    _bad(df, 41, event_timestamp=YEAR_2099, velocity_kmh=np.nan)  # dropped: its NaN not counted
     return _with_extras(df)
 
 
@@ -92,11 +93,16 @@ def _version_2(v0: pd.DataFrame) -> pd.DataFrame:
     newest = v0["event_timestamp"][v0["event_timestamp"] < YEAR_2099].max()
     anomaly_floor = (newest - pd.Timedelta(minutes=6)).floor("min")
     on_time = silver_frame(100, START + pd.Timedelta(minutes=15), 120, seed=28)
-    late = pd.concat([
-        silver_frame(6, anomaly_floor + pd.Timedelta(seconds=5), 20, seed=23),      # late for phases only
-        silver_frame(5, START + pd.Timedelta(seconds=30), 10, seed=24),             # 10:00: late for phases, partly for anomalies
-        silver_frame(4, START - pd.Timedelta(minutes=2), 20, seed=25),              # 09:58: late for both
-    ], ignore_index=True)
+    late = pd.concat(
+        [
+            silver_frame(6, anomaly_floor + pd.Timedelta(seconds=5), 20, seed=23),  # late for phases only
+            silver_frame(
+                5, START + pd.Timedelta(seconds=30), 10, seed=24
+            ),  # 10:00: late for phases, partly for anomalies
+            silver_frame(4, START - pd.Timedelta(minutes=2), 20, seed=25),  # 09:58: late for both
+        ],
+        ignore_index=True,
+    )
     return _with_extras(pd.concat([on_time, late], ignore_index=True))
 
 
@@ -111,8 +117,9 @@ def bad_rows_run(tmp_path_factory):
     # One Silver version per micro-batch, so that batch 2 meets the watermarks batch 0 set.
     run = run_job(config, "--max-files-per-trigger", "1")
     expected, late = streamed_gold([drop_future(v, now) for v in versions])
-    return SimpleNamespace(config=config, versions=versions, v0=versions[0], run=run, expected=expected,
-                           late=late)
+    return SimpleNamespace(
+        config=config, versions=versions, v0=versions[0], run=run, expected=expected, late=late
+    )
 
 
 def test_the_run_succeeds_in_one_batch_per_version(bad_rows_run):
@@ -120,8 +127,11 @@ def test_the_run_succeeds_in_one_batch_per_version(bad_rows_run):
     assert run.returncode == 0, run.stderr[-4000:]
     assert error_lines(run.stderr) == []
     for table in TABLES:
-        with_data = [line["input_rows"] for line in progress(run.stderr)
-                     if line["query"] == table and line["input_rows"]]
+        with_data = [
+            line["input_rows"]
+            for line in progress(run.stderr)
+            if line["query"] == table and line["input_rows"]
+        ]
         assert with_data == [len(v) for v in bad_rows_run.versions], with_data
 
 
@@ -173,8 +183,11 @@ def test_every_drop_is_counted(bad_rows_run):
         # The last progress line carries the same cumulative counters.
         last = [line for line in progress(run.stderr) if line["query"] == table][-1]
         assert last["cumulative"] == counters
-        per_batch = [line["late_rows_dropped"] for line in progress(run.stderr)
-                     if line["query"] == table and line["input_rows"]]
+        per_batch = [
+            line["late_rows_dropped"]
+            for line in progress(run.stderr)
+            if line["query"] == table and line["input_rows"]
+        ]
         assert per_batch == late[table]
 
 
@@ -198,7 +211,10 @@ def test_a_stream_of_only_late_rows_writes_nothing(bad_rows_run, late_only_run):
         assert_gold_equal(actual[table], bad_rows_run.expected[table], table)
         # Spark's writer leaves an empty Parquet file for a batch without output: no row is added.
         folder = Path(late_only_run.config.paths.gold_table(table))
-        data_files = lambda t: {k for k in t if k.endswith(".parquet") and not k.startswith("_delta_log")}
+
+        def data_files(t):
+            return {k for k in t if k.endswith(".parquet") and not k.startswith("_delta_log")}
+
         added = data_files(tree(folder)) - data_files(late_only_run.before[table])
         assert [pq.read_metadata(folder / name).num_rows for name in added] == [0] * len(added)
         counters = summary(run.stderr)[table]
@@ -210,14 +226,18 @@ def test_a_truncated_silver_log_entry_is_a_clear_error_and_gold_is_untouched(lat
     log_dir = Path(config.paths.silver_flights_ml) / "_delta_log"
     newest = sorted(log_dir.glob("*.json"))[-1]
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
-    before = {"gold": tree(Path(config.lakehouse_root) / "gold"),
-              "checkpoints": tree(Path(config.lakehouse_root) / "_checkpoints")}
+    before = {
+        "gold": tree(Path(config.lakehouse_root) / "gold"),
+        "checkpoints": tree(Path(config.lakehouse_root) / "_checkpoints"),
+    }
     run = run_job(config)
     assert run.returncode == 2, run.stderr[-4000:]
     errors = error_lines(run.stderr)
     assert len(errors) == 1 and str(newest) in errors[0] and "truncated or unparsable" in errors[0], errors
-    assert before == {"gold": tree(Path(config.lakehouse_root) / "gold"),
-                      "checkpoints": tree(Path(config.lakehouse_root) / "_checkpoints")}
+    assert before == {
+        "gold": tree(Path(config.lakehouse_root) / "gold"),
+        "checkpoints": tree(Path(config.lakehouse_root) / "_checkpoints"),
+    }
 
 
 def test_an_empty_silver_table_runs_and_writes_nothing(tmp_path):
@@ -237,8 +257,12 @@ def _missing_column(df: pd.DataFrame):
 
 def _timestamp_as_text(df: pd.DataFrame):
     df = df.assign(event_timestamp=df["event_timestamp"].astype(str))
-    schema = pa.schema([pa.field("event_timestamp", pa.string()) if f.name == "event_timestamp" else f
-                        for f in SCHEMA_WITH_EXTRAS])
+    schema = pa.schema(
+        [
+            pa.field("event_timestamp", pa.string()) if f.name == "event_timestamp" else f
+            for f in SCHEMA_WITH_EXTRAS
+        ]
+    )
     return df, schema, "event_timestamp"
 
 
@@ -246,24 +270,35 @@ def _timestamp_as_text(df: pd.DataFrame):
 def test_a_needed_column_missing_or_mistyped_is_exit_code_2(tmp_path, break_schema):
     config = lakehouse_config(tmp_path / "lakehouse")
     df, schema, column = break_schema(_with_extras(silver_frame(50, START, 60, seed=27)))
-    write_deltalake(config.paths.silver_flights_ml, pa.Table.from_pandas(df[schema.names], schema=schema,
-                                                                         preserve_index=False))
+    write_deltalake(
+        config.paths.silver_flights_ml,
+        pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False),
+    )
     run = run_job(config)
     assert run.returncode == 2, run.stderr[-4000:]
     errors = error_lines(run.stderr)
-    assert len(errors) == 1 and errors[0].startswith("streaming_gold: error:") and f"'{column}'" in errors[0], errors
+    assert (
+        len(errors) == 1 and errors[0].startswith("streaming_gold: error:") and f"'{column}'" in errors[0]
+    ), errors
     assert not (Path(config.lakehouse_root) / "gold").exists()
 
 
 # -- the _delta_log check itself, without a JVM ----------------------------------------------------
 
+
 @pytest.fixture
 def small_table(tmp_path) -> Path:
     path = tmp_path / "silver"
     for seed in range(3):
-        write_deltalake(str(path), pa.Table.from_pandas(silver_frame(10, START, 60, seed)[SILVER_ML_ARROW_SCHEMA.names],
-                                                        schema=SILVER_ML_ARROW_SCHEMA, preserve_index=False),
-                        mode="append")
+        write_deltalake(
+            str(path),
+            pa.Table.from_pandas(
+                silver_frame(10, START, 60, seed)[SILVER_ML_ARROW_SCHEMA.names],
+                schema=SILVER_ML_ARROW_SCHEMA,
+                preserve_index=False,
+            ),
+            mode="append",
+        )
     return path
 
 
@@ -275,14 +310,21 @@ def test_a_healthy_log_passes(small_table):
     assert validate_delta_log(LocalFiles(), str(small_table)) == 2
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda p: p.write_bytes(p.read_bytes()[:-25]), "truncated or unparsable at line"),
-    (lambda p: p.write_bytes(b"\x00\x17garbage\xff"), "not UTF-8"),
-    (lambda p: p.write_text('{"add": {"path": "x"}}\nnot json at all\n'), "truncated or unparsable at line 2"),
-    (lambda p: p.write_bytes(b""), "is empty"),
-    (lambda p: p.write_text('{"hello": 1}\n'), "is no Delta action"),
-    (lambda p: p.unlink(), "missing commit"),
-], ids=["truncated", "binary", "bad-line", "empty", "not-an-action", "missing"])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:-25]), "truncated or unparsable at line"),
+        (lambda p: p.write_bytes(b"\x00\x17garbage\xff"), "not UTF-8"),
+        (
+            lambda p: p.write_text('{"add": {"path": "x"}}\nnot json at all\n'),
+            "truncated or unparsable at line 2",
+        ),
+        (lambda p: p.write_bytes(b""), "is empty"),
+        (lambda p: p.write_text('{"hello": 1}\n'), "is no Delta action"),
+        (lambda p: p.unlink(), "missing commit"),
+    ],
+    ids=["truncated", "binary", "bad-line", "empty", "not-an-action", "missing"],
+)
 def test_a_damaged_entry_is_named(small_table, damage, message):
     damage(_commit(small_table, 1))
     with pytest.raises(DeltaLogError) as error:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from expected import assert_gold_equal, expected_gold
-from flight_gold.guards import CheckpointInUseError, CheckpointLock
-from reliability_helpers import (
+from flight_gold.spark.guards import CheckpointInUseError, CheckpointLock
+from support.expected import assert_gold_equal, expected_gold
+from support.jobs import (
     START,
     TABLES,
     append_silver,
@@ -42,8 +42,14 @@ def test_a_second_instance_refuses_to_start_and_the_first_is_not_harmed(tmp_path
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     first = start_job(config, first_log)
     try:
-        wait_for(lambda: {line["query"] for line in progress(first_log.read_text())} == set(TABLES)
-                 or first.poll() is not None, 900, what="the first instance's first batches")
+        wait_for(
+            lambda: (
+                {line["query"] for line in progress(first_log.read_text())} == set(TABLES)
+                or first.poll() is not None
+            ),
+            900,
+            what="the first instance's first batches",
+        )
         assert first.poll() is None, first_log.read_text()[-4000:]
 
         second = start_job(config, second_log)
@@ -56,7 +62,9 @@ def test_a_second_instance_refuses_to_start_and_the_first_is_not_harmed(tmp_path
         assert code == 3, stderr[-4000:]
         errors = error_lines(stderr)
         assert len(errors) == 1, stderr[-4000:]
-        assert "is in use by another running Gold job" in errors[0] and f"pid {first.pid} " in errors[0], errors
+        assert "is in use by another running Gold job" in errors[0] and f"pid {first.pid} " in errors[0], (
+            errors
+        )
         assert config.paths.checkpoint(TABLES[0]) in errors[0]
         assert first.poll() is None, first_log.read_text()[-4000:]
 
@@ -65,9 +73,21 @@ def test_a_second_instance_refuses_to_start_and_the_first_is_not_harmed(tmp_path
         append_silver(config, second_rows)
         rows = pd.concat([first_rows, second_rows], ignore_index=True)
         newest = rows["event_timestamp"].max()
-        wait_for(lambda: all(any(line["query"] == t and pd.Timestamp(line["watermark"]) >= (newest - DELAYS[t]).floor("ms")
-                                 for line in progress(first_log.read_text())) for t in TABLES)
-                 or first.poll() is not None, 900, what="the first instance's final watermarks")
+        wait_for(
+            lambda: (
+                all(
+                    any(
+                        line["query"] == t
+                        and pd.Timestamp(line["watermark"]) >= (newest - DELAYS[t]).floor("ms")
+                        for line in progress(first_log.read_text())
+                    )
+                    for t in TABLES
+                )
+                or first.poll() is not None
+            ),
+            900,
+            what="the first instance's final watermarks",
+        )
         assert first.poll() is None, first_log.read_text()[-4000:]
     finally:
         code = stop(first)
@@ -79,19 +99,27 @@ def test_a_second_instance_refuses_to_start_and_the_first_is_not_harmed(tmp_path
 
 def test_the_lock_is_exclusive_names_its_holder_and_dies_with_it(tmp_path):
     checkpoint = str(tmp_path / "checkpoint")
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
-        from flight_gold.guards import CheckpointLock
+        from flight_gold.spark.guards import CheckpointLock
         CheckpointLock({checkpoint!r}, local=True).acquire()
         print("locked", flush=True)
         time.sleep(600)
-    """)], stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(CheckpointInUseError, match=f"pid {holder.pid} on "):
             CheckpointLock(checkpoint, local=True).acquire()
     finally:
-        holder.kill()            # SIGKILL: no chance to release anything
+        holder.kill()  # SIGKILL: no chance to release anything
         holder.wait()
     lock = CheckpointLock(checkpoint, local=True)
     lock.acquire()
@@ -117,8 +145,11 @@ def test_a_replaced_silver_table_is_a_clear_error_and_nothing_is_written(tmp_pat
     assert message.startswith("streaming_gold: error: checkpoint ")
     assert "belongs to another Silver_ML table" in message and "move aside" in message
     assert config.paths.checkpoint(TABLES[0]) in message and config.paths.silver_flights_ml in message
-    after = {"gold": tree(root / "gold"), "checkpoints": tree(root / "_checkpoints") }
+    after = {"gold": tree(root / "gold"), "checkpoints": tree(root / "_checkpoints")}
     # Only the lock file's holder record may change: nothing of Gold or of the stream state.
     for kind in before:
-        strip = lambda t: {k: v for k, v in t.items() if not k.endswith("_gold_job.lock")}
+
+        def strip(t):
+            return {k: v for k, v in t.items() if not k.endswith("_gold_job.lock")}
+
         assert strip(after[kind]) == strip(before[kind]), kind

@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from expected import assert_gold_equal, expected_gold
-from reliability_helpers import (
+from support.expected import assert_gold_equal, expected_gold
+from support.jobs import (
     START,
     TABLES,
     append_silver,
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.e2e
 
 MODES = ("random", "mid-batch", "after-gold-commit")
 DELAYS = {"flight_phase_counts": pd.Timedelta(minutes=2), "anomaly_alerts": pd.Timedelta(minutes=6)}
-STARTUP_TIMEOUT = 600     # a loaded 2-core machine can take minutes to start a JVM
+STARTUP_TIMEOUT = 600  # a loaded 2-core machine can take minutes to start a JVM
 BATCH_TIMEOUT = 600
 
 
@@ -54,8 +54,12 @@ class Feed(threading.Thread):
 
     def append(self) -> None:
         k = len(self.frames)
-        frame = silver_frame(60, START + pd.Timedelta(seconds=15 * k - 20 * (k > 0)), 35 if k else 15,
-                             seed=self.seed * 100_000 + k)
+        frame = silver_frame(
+            60,
+            START + pd.Timedelta(seconds=15 * k - 20 * (k > 0)),
+            35 if k else 15,
+            seed=self.seed * 100_000 + k,
+        )
         append_silver(self.config, frame)
         self.frames.append(frame)
 
@@ -63,7 +67,7 @@ class Feed(threading.Thread):
         try:
             while not self.done.wait(1.0):
                 self.append()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:
             self.error = exc
 
     def rows(self) -> pd.DataFrame:
@@ -73,7 +77,9 @@ class Feed(threading.Thread):
 def _numbers(folder: Path, pattern: str = r"^\d+$") -> list[int]:
     if not folder.exists():
         return []
-    return sorted(int(re.match(r"\d+", p.name).group()) for p in folder.iterdir() if re.match(pattern, p.name))
+    return sorted(
+        int(re.match(r"\d+", p.name).group()) for p in folder.iterdir() if re.match(pattern, p.name)
+    )
 
 
 def newest_batches(config) -> dict[str, int]:
@@ -87,14 +93,20 @@ def batches_in_flight(config, since: dict[str, int] | None = None) -> list[str]:
     for table in TABLES:
         checkpoint = Path(config.paths.checkpoint(table))
         offsets, commits = _numbers(checkpoint / "offsets"), _numbers(checkpoint / "commits")
-        if offsets and (not commits or offsets[-1] > commits[-1]) and (since is None or offsets[-1] > since[table]):
+        if (
+            offsets
+            and (not commits or offsets[-1] > commits[-1])
+            and (since is None or offsets[-1] > since[table])
+        ):
             busy.append(table)
     return busy
 
 
 def gold_versions(config) -> dict[str, int]:
-    return {t: max(_numbers(Path(config.paths.gold_table(t)) / "_delta_log", r"^\d{20}\.json$"), default=-1)
-            for t in TABLES}
+    return {
+        t: max(_numbers(Path(config.paths.gold_table(t)) / "_delta_log", r"^\d{20}\.json$"), default=-1)
+        for t in TABLES
+    }
 
 
 def kill_once(config, mode: str, rng: random.Random, log: Path) -> str:
@@ -102,19 +114,32 @@ def kill_once(config, mode: str, rng: random.Random, log: Path) -> str:
     logged_before = newest_batches(config)
     proc = start_job(config, log)
     try:
-        wait_for(lambda: " session flight-gold-streaming" in log.read_text() or proc.poll() is not None,
-                 STARTUP_TIMEOUT, what="the Spark session")
+        wait_for(
+            lambda: " session flight-gold-streaming" in log.read_text() or proc.poll() is not None,
+            STARTUP_TIMEOUT,
+            what="the Spark session",
+        )
         if mode == "random":
             time.sleep(rng.uniform(0, 20))
         elif mode == "mid-batch":
-            wait_for(lambda: batches_in_flight(config, logged_before) or proc.poll() is not None, BATCH_TIMEOUT,
-                     interval=0.01, what="a batch in flight")
+            wait_for(
+                lambda: batches_in_flight(config, logged_before) or proc.poll() is not None,
+                BATCH_TIMEOUT,
+                interval=0.01,
+                what="a batch in flight",
+            )
             time.sleep(rng.uniform(0, 0.3))
         else:
             before = gold_versions(config)
-            wait_for(lambda: gold_versions(config) != before or proc.poll() is not None, BATCH_TIMEOUT,
-                     interval=0.002, what="a Gold commit")
-        assert proc.poll() is None, f"the job ended by itself (exit {proc.returncode}):\n{log.read_text()[-4000:]}"
+            wait_for(
+                lambda: gold_versions(config) != before or proc.poll() is not None,
+                BATCH_TIMEOUT,
+                interval=0.002,
+                what="a Gold commit",
+            )
+        assert proc.poll() is None, (
+            f"the job ended by itself (exit {proc.returncode}):\n{log.read_text()[-4000:]}"
+        )
         in_flight = batches_in_flight(config)
         kill9(proc)
     finally:
@@ -131,14 +156,24 @@ def drain(config, rows: pd.DataFrame, log: Path) -> None:
 
     def reached() -> bool:
         lines = progress(log.read_text())
-        return all(any(line["query"] == t and line["watermark"] and pd.Timestamp(line["watermark"]) >= final[t]
-                       for line in lines) for t in TABLES)
+        return all(
+            any(
+                line["query"] == t and line["watermark"] and pd.Timestamp(line["watermark"]) >= final[t]
+                for line in lines
+            )
+            for t in TABLES
+        )
 
     proc = start_job(config, log)
     try:
-        wait_for(lambda: reached() or proc.poll() is not None, STARTUP_TIMEOUT + BATCH_TIMEOUT,
-                 what="the final watermarks")
-        assert proc.poll() is None, f"the job ended by itself (exit {proc.returncode}):\n{log.read_text()[-4000:]}"
+        wait_for(
+            lambda: reached() or proc.poll() is not None,
+            STARTUP_TIMEOUT + BATCH_TIMEOUT,
+            what="the final watermarks",
+        )
+        assert proc.poll() is None, (
+            f"the job ended by itself (exit {proc.returncode}):\n{log.read_text()[-4000:]}"
+        )
     finally:
         code = stop(proc)
     assert code == 0, log.read_text()[-4000:]
@@ -148,7 +183,7 @@ def kill_loop(tmp_path: Path, kills: int, seed: int) -> list[str]:
     config = lakehouse_config(tmp_path / "lakehouse")
     rng = random.Random(seed)
     feed = Feed(config, seed)
-    feed.append()                      # the job's sensor would wait for this first commit
+    feed.append()  # the job's sensor would wait for this first commit
     feed.start()
     moments = []
     try:
@@ -166,8 +201,10 @@ def kill_loop(tmp_path: Path, kills: int, seed: int) -> list[str]:
     for table in TABLES:
         assert len(expected[table]) > 0
         assert_gold_equal(actual[table], expected[table], table)
-    print(f"{kills} kills (seed {seed}), {len(rows)} Silver rows in {len(feed.frames)} commits:\n  "
-          + "\n  ".join(moments))
+    print(
+        f"{kills} kills (seed {seed}), {len(rows)} Silver rows in {len(feed.frames)} commits:\n  "
+        + "\n  ".join(moments)
+    )
     return moments
 
 

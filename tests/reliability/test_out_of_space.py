@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from expected import assert_gold_equal, expected_gold
-from reliability_helpers import (
+from support.expected import assert_gold_equal, expected_gold
+from support.jobs import (
     START,
     TABLES,
     append_silver,
@@ -60,7 +60,9 @@ def test_a_full_gold_disk_fails_clearly_and_the_job_resumes_after_space_is_freed
     errors = error_lines(full.stderr)
     assert errors and all("out of space: no space left on device" in e for e in errors), full.stderr[-4000:]
     assert any(config.paths.gold_table(t) in e for e in errors for t in TABLES), errors
-    assert any(line["input_rows"] for line in progress(full.stderr)), "no batch completed before the disk filled"
+    assert any(line["input_rows"] for line in progress(full.stderr)), (
+        "no batch completed before the disk filled"
+    )
 
     # Space freed (the file system grown in place): the next run resumes and completes Gold.
     subprocess.run(["mount", "-o", "remount,size=64m", str(mount_point)], check=True)

@@ -14,7 +14,7 @@ them as a null origin_country.
 from __future__ import annotations
 
 import bisect
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -271,8 +271,9 @@ def countries_of(icao24: Iterable[object]) -> np.ndarray:
     import pandas as pd
 
     codes, uniques = pd.factorize(pd.Series(icao24, dtype=object), use_na_sentinel=True)
-    addresses = np.array([-1 if (a := parse_address(u)) is None else a for u in uniques] + [-1],
-                         dtype=np.int64)
+    addresses = np.array(
+        [-1 if (a := parse_address(u)) is None else a for u in uniques] + [-1], dtype=np.int64
+    )
     return countries_of_addresses(addresses)[codes]  # code -1 (missing) -> the trailing -1
 
 

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from flight_gold.delta_rs import SILVER_ML_ARROW_SCHEMA
 from flight_gold.feed.icao import countries_of
+from flight_gold.lake.schemas import SILVER_ML_ARROW_SCHEMA
 
 RECORDING = "opensky_paris_2021-10-07.json.gz"
 
@@ -86,6 +86,7 @@ SILVER_COLUMNS: tuple[str, ...] = tuple(SILVER_ML_ARROW_SCHEMA.names)
 
 # -- the rules, shared with the synthetic generator --------------------------------------------
 
+
 def feet_to_metres(feet) -> np.ndarray:
     return (np.asarray(feet, dtype=np.float64) * FEET_TO_METRES).astype(np.float32)
 
@@ -94,7 +95,7 @@ def round_half_up(values, decimals: int = 2) -> np.ndarray:
     """Spark's round (HALF_UP on the decimal value): 2.675 -> 2.68 where numpy gives 2.67. The
     scaled value is first rounded to 6 places to drop binary noise (267.49999999999997 -> 267.5)."""
     values = np.asarray(values, dtype=np.float64)
-    factor = 10.0 ** decimals
+    factor = 10.0**decimals
     scaled = np.round(values * factor, 6)
     return np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) / factor
 
@@ -179,8 +180,7 @@ def nearest_airports(latitude, longitude, on_ground, radius_km: float = AIRPORT_
     lon1 = np.radians(longitude[rows])[:, None]
     lat2 = np.radians(table[:, 0])[None, :]
     lon2 = np.radians(table[:, 1])[None, :]
-    h = (np.sin((lat2 - lat1) / 2) ** 2
-         + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2)
+    h = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
     distance = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
     nearest = distance.argmin(axis=1)
     close = distance[np.arange(len(rows)), nearest] <= radius_km
@@ -225,6 +225,7 @@ def silver_frame(columns: dict) -> pd.DataFrame:
 
 
 # -- the recording --------------------------------------------------------------------------------
+
 
 def recording_path() -> Path:
     return Path(str(resources.files("flight_gold") / "data" / RECORDING))
@@ -302,34 +303,31 @@ def to_silver(raw: pd.DataFrame, keep_null_velocity: bool = False) -> pd.DataFra
     airport_icao, airport_name, airport_country = nearest_airports(latitude, longitude, on_ground)
     country = countries_of(uniques)[codes]
 
-    frame = silver_frame({
-        "event_timestamp": pd.to_datetime(ts_ms, unit="ms", utc=True),
-        "icao24": icao24,
-        "callsign": callsign,
-        "origin_country": country,
-        "longitude": longitude,
-        "latitude": latitude,
-        "velocity_kmh": velocity,
-        "altitude_meters": altitude,
-        "on_ground": on_ground,
-        "category": None,
-        "prev_altitude": prev_alt,
-        "prev_velocity": prev_vel,
-        "altitude_change": alt_change,
-        "velocity_change": vel_change,
-        "observation_rank": rank,
-        "airport_icao": airport_icao,
-        "airport_name": airport_name,
-        "airport_country": airport_country,
-        "rolling_avg_altitude": avg_alt,
-        "rolling_std_altitude": std_alt,
-        "rolling_avg_velocity": avg_vel,
-        "flight_phase": phase,
-    })
+    frame = silver_frame(
+        {
+            "event_timestamp": pd.to_datetime(ts_ms, unit="ms", utc=True),
+            "icao24": icao24,
+            "callsign": callsign,
+            "origin_country": country,
+            "longitude": longitude,
+            "latitude": latitude,
+            "velocity_kmh": velocity,
+            "altitude_meters": altitude,
+            "on_ground": on_ground,
+            "category": None,
+            "prev_altitude": prev_alt,
+            "prev_velocity": prev_vel,
+            "altitude_change": alt_change,
+            "velocity_change": vel_change,
+            "observation_rank": rank,
+            "airport_icao": airport_icao,
+            "airport_name": airport_name,
+            "airport_country": airport_country,
+            "rolling_avg_altitude": avg_alt,
+            "rolling_std_altitude": std_alt,
+            "rolling_avg_velocity": avg_vel,
+            "flight_phase": phase,
+        }
+    )
     output_order = np.lexsort((codes, ts_ms))
     return frame.take(output_order).reset_index(drop=True)
-
-
-def load_silver(path: str | Path | None = None) -> pd.DataFrame:
-    """The packaged recording (or `path`) as Silver_ML rows."""
-    return to_silver(load_recording(path))

@@ -37,14 +37,15 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from flight_gold.config import ConfigError, GoldConfig
+from flight_gold.core.config import ConfigError, GoldConfig
+from flight_gold.core.times import iso
 from flight_gold.feed.opensky import load_recording, to_silver
-from flight_gold.feed.writer import append_silver, iso_utc
+from flight_gold.feed.writer import append_silver
 
 log = logging.getLogger("flight_gold.feed.replay")
 
@@ -54,8 +55,10 @@ CONTINUOUS_COMMIT_S = 10.0
 
 # -- building blocks ------------------------------------------------------------------------------
 
-def recording_silver(minutes: float | None = None, path: str | None = None,
-                     silver: pd.DataFrame | None = None) -> pd.DataFrame:
+
+def recording_silver(
+    minutes: float | None = None, path: str | None = None, silver: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The recording as Silver_ML rows in event-time order, cut to its first `minutes` of event
     time when given (rows stamped before first + minutes)."""
     df = silver if silver is not None else to_silver(load_recording(path))
@@ -95,16 +98,30 @@ def slices(df: pd.DataFrame, every_s: float) -> Iterator[tuple[pd.Timestamp, pd.
 def _commit(part: pd.DataFrame, config: GoldConfig, start, end) -> int:
     version = append_silver(part, config)
     ts = part["event_timestamp"]
-    log.info("commit version %s: %d rows, event time %s .. %s (slice %s .. %s)", version, len(part),
-             iso_utc(ts.iloc[0]), iso_utc(ts.iloc[-1]), iso_utc(start), iso_utc(end))
+    log.info(
+        "commit version %s: %d rows, event time %s .. %s (slice %s .. %s)",
+        version,
+        len(part),
+        iso(ts.iloc[0]),
+        iso(ts.iloc[-1]),
+        iso(start),
+        iso(end),
+    )
     return len(part)
 
 
 # -- the two modes --------------------------------------------------------------------------------
 
-def replay_all_at_once(config: GoldConfig, minutes: float | None = None, shift_to_now: bool = False,
-                       commit_every_s: float = ALL_AT_ONCE_COMMIT_S, *, path: str | None = None,
-                       silver: pd.DataFrame | None = None) -> int:
+
+def replay_all_at_once(
+    config: GoldConfig,
+    minutes: float | None = None,
+    shift_to_now: bool = False,
+    commit_every_s: float = ALL_AT_ONCE_COMMIT_S,
+    *,
+    path: str | None = None,
+    silver: pd.DataFrame | None = None,
+) -> int:
     """Appends the recording (its first `minutes` when given) to Silver_ML in event-time order,
     one commit per `commit_every_s` seconds of event time; returns the number of rows written.
     With shift_to_now the recording ends now. `silver` short-cuts loading the recording."""
@@ -120,11 +137,18 @@ def replay_all_at_once(config: GoldConfig, minutes: float | None = None, shift_t
     return rows
 
 
-def replay_continuous(config: GoldConfig, minutes: float | None = None, shift_to_now: bool = False,
-                      speed: float = 1.0, commit_every_s: float = CONTINUOUS_COMMIT_S, *,
-                      path: str | None = None, silver: pd.DataFrame | None = None,
-                      stop: threading.Event | None = None,
-                      clock: Callable[[], float] = time.time) -> int:
+def replay_continuous(
+    config: GoldConfig,
+    minutes: float | None = None,
+    shift_to_now: bool = False,
+    speed: float = 1.0,
+    commit_every_s: float = CONTINUOUS_COMMIT_S,
+    *,
+    path: str | None = None,
+    silver: pd.DataFrame | None = None,
+    stop: threading.Event | None = None,
+    clock: Callable[[], float] = time.time,
+) -> int:
     """Appends the recording slice by slice following event time, `speed` times faster than real
     time, until it ends or `stop` is set (checked between commits); returns the rows written."""
     if speed <= 0:
@@ -161,37 +185,63 @@ def replay_continuous(config: GoldConfig, minutes: float | None = None, shift_to
 
 # -- command line ---------------------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m flight_gold.feed.replay",
         description="Replay the recorded OpenSky traffic around Paris (2021-10-07, 3 h, 213 aircraft) "
-                    "into the Silver_ML Delta table, one Delta commit per slice of event time.",
+        "into the Silver_ML Delta table, one Delta commit per slice of event time.",
         epilog="--shift-to-now: with --all-at-once the recording ends now; in continuous mode the "
-               "replay clock reaches the wall clock at the last commit (at --speed 1 the recording "
-               "starts now) and no row is ever stamped in the future.")
-    parser.add_argument("--lakehouse-root", metavar="URI", default=None,
-                        help="storage root, a folder or s3a://bucket/prefix (env LAKEHOUSE_ROOT; "
-                             f"default {GoldConfig.lakehouse_root})")
-    parser.add_argument("--s3-endpoint", metavar="URL", default=None,
-                        help="S3 endpoint for an s3a:// root (env S3_ENDPOINT)")
-    parser.add_argument("--all-at-once", action="store_true",
-                        help="append everything now, in event-time order, without waiting")
-    parser.add_argument("--shift-to-now", action="store_true",
-                        help="move the timestamps to the present (see below)")
-    parser.add_argument("--speed", type=float, default=None, metavar="N",
-                        help="continuous mode: N times real time (default 1)")
-    parser.add_argument("--commit-every", type=float, default=None, metavar="SECONDS",
-                        help=f"seconds of event time per commit (default {ALL_AT_ONCE_COMMIT_S:g} with "
-                             f"--all-at-once, {CONTINUOUS_COMMIT_S:g} in continuous mode)")
-    parser.add_argument("--minutes", type=float, default=None, metavar="M",
-                        help="only the first M minutes of the recording")
-    parser.add_argument("--recording", default=None, metavar="PATH",
-                        help="another recording in the same format (default: the packaged one)")
+        "replay clock reaches the wall clock at the last commit (at --speed 1 the recording "
+        "starts now) and no row is ever stamped in the future.",
+    )
+    parser.add_argument(
+        "--lakehouse-root",
+        metavar="URI",
+        default=None,
+        help="storage root, a folder or s3a://bucket/prefix (env LAKEHOUSE_ROOT; "
+        f"default {GoldConfig.lakehouse_root})",
+    )
+    parser.add_argument(
+        "--s3-endpoint", metavar="URL", default=None, help="S3 endpoint for an s3a:// root (env S3_ENDPOINT)"
+    )
+    parser.add_argument(
+        "--all-at-once",
+        action="store_true",
+        help="append everything now, in event-time order, without waiting",
+    )
+    parser.add_argument(
+        "--shift-to-now", action="store_true", help="move the timestamps to the present (see below)"
+    )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        metavar="N",
+        help="continuous mode: N times real time (default 1)",
+    )
+    parser.add_argument(
+        "--commit-every",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"seconds of event time per commit (default {ALL_AT_ONCE_COMMIT_S:g} with "
+        f"--all-at-once, {CONTINUOUS_COMMIT_S:g} in continuous mode)",
+    )
+    parser.add_argument(
+        "--minutes", type=float, default=None, metavar="M", help="only the first M minutes of the recording"
+    )
+    parser.add_argument(
+        "--recording",
+        default=None,
+        metavar="PATH",
+        help="another recording in the same format (default: the packaged one)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flight_gold.logs import configure_logging
+    from flight_gold.core.logs import configure_logging
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -207,8 +257,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     configure_logging()
     if args.all_at_once:
-        replay_all_at_once(config, args.minutes, args.shift_to_now,
-                           args.commit_every or ALL_AT_ONCE_COMMIT_S, path=args.recording)
+        replay_all_at_once(
+            config,
+            args.minutes,
+            args.shift_to_now,
+            args.commit_every or ALL_AT_ONCE_COMMIT_S,
+            path=args.recording,
+        )
         return 0
 
     stop = threading.Event()
@@ -219,8 +274,15 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    replay_continuous(config, args.minutes, args.shift_to_now, args.speed or 1.0,
-                      args.commit_every or CONTINUOUS_COMMIT_S, path=args.recording, stop=stop)
+    replay_continuous(
+        config,
+        args.minutes,
+        args.shift_to_now,
+        args.speed or 1.0,
+        args.commit_every or CONTINUOUS_COMMIT_S,
+        path=args.recording,
+        stop=stop,
+    )
     return 0
 
 

@@ -28,12 +28,12 @@ import argparse
 import logging
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 
-from flight_gold.config import ConfigError, GoldConfig
+from flight_gold.core.config import ConfigError, GoldConfig
 from flight_gold.feed.icao import blocks_of
 from flight_gold.feed.opensky import (
     AIRPORTS,
@@ -93,22 +93,37 @@ COUNTRIES: tuple[tuple[str, float, tuple[str, ...]], ...] = (
 HOME_AIRPORTS: tuple[tuple[str, float], ...] = (("LFPG", 45), ("LFPO", 35), ("LFPB", 10), ("LFOB", 10))
 
 ELEVATION_M = 100.0
-GROUND_NULL_ALTITUDE = 0.8          # share of on-ground rows without altitude (as OpenSky)
-CHUNK_ROWS = 1_000_000              # rows generated at once inside generate()
+GROUND_NULL_ALTITUDE = 0.8  # share of on-ground rows without altitude (as OpenSky)
+CHUNK_ROWS = 1_000_000  # rows generated at once inside generate()
 DEFAULT_COMMIT_ROWS = 500_000
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 # Independent uniform streams per observation.
-(_S_NOISE_ALT, _S_NOISE_VEL, _S_GROUND_NULL, _S_TAXI, _S_ANOMALY, _S_ANOMALY_KIND, _S_ANOMALY_VALUE,
- _S_LATE, _S_LATE_BY, _S_OOO, _S_JITTER, _S_POS) = range(12)
+(
+    _S_NOISE_ALT,
+    _S_NOISE_VEL,
+    _S_GROUND_NULL,
+    _S_TAXI,
+    _S_ANOMALY,
+    _S_ANOMALY_KIND,
+    _S_ANOMALY_VALUE,
+    _S_LATE,
+    _S_LATE_BY,
+    _S_OOO,
+    _S_JITTER,
+    _S_POS,
+) = range(12)
 
 
 def _uniform(seed: int, aircraft: np.ndarray, k: np.ndarray, stream: int) -> np.ndarray:
     """Uniform [0, 1) per (seed, aircraft, observation, stream): splitmix64 of a unique key."""
-    key = ((aircraft.astype(np.uint64) << np.uint64(40))
-           | (k.astype(np.uint64) << np.uint64(4)) | np.uint64(stream))
+    key = (
+        (aircraft.astype(np.uint64) << np.uint64(40))
+        | (k.astype(np.uint64) << np.uint64(4))
+        | np.uint64(stream)
+    )
     with np.errstate(over="ignore"):
         z = key + np.uint64(seed & 0xFFFFFFFFFFFFFFFF) * _GOLDEN + _GOLDEN
         z = (z ^ (z >> np.uint64(30))) * _MIX1
@@ -141,10 +156,10 @@ class _Fleet:
         self.heading = rng.uniform(0, 2 * np.pi, size=aircraft)
         self.cruise_alt = rng.uniform(8500, 11800, size=aircraft)
         self.cruise_kmh = rng.uniform(780, 930, size=aircraft)
-        self.climb = rng.uniform(25, 110, size=aircraft)      # metres per observation
+        self.climb = rng.uniform(25, 110, size=aircraft)  # metres per observation
         self.descent = rng.uniform(25, 90, size=aircraft)
-        self.ground = rng.integers(20, 120, size=aircraft)    # observations on the ground
-        self.cruise = rng.integers(100, 600, size=aircraft)   # observations at cruise
+        self.ground = rng.integers(20, 120, size=aircraft)  # observations on the ground
+        self.cruise = rng.integers(100, 600, size=aircraft)  # observations at cruise
         self.climb_n = np.ceil((self.cruise_alt - ELEVATION_M) / self.climb).astype(np.int64)
         self.descent_n = np.ceil((self.cruise_alt - ELEVATION_M) / self.descent).astype(np.int64)
         self.cycle = self.ground + self.climb_n + self.cruise + self.descent_n
@@ -181,23 +196,31 @@ def _observe(fleet: _Fleet, a: np.ndarray, k: np.ndarray, seed: int, anomaly_sha
     noise_vel = _uniform(seed, a, k, _S_NOISE_VEL) * 2 - 1
     altitude = np.select(
         [on_ground, climbing, cruising],
-        [ELEVATION_M + 3 * noise_alt,
-         np.minimum(ELEVATION_M + up * fleet.climb[a], cruise_alt) + 3 * noise_alt,
-         cruise_alt + 8 * noise_alt],
-        default=np.maximum(cruise_alt - down * fleet.descent[a], ELEVATION_M) + 3 * noise_alt)
-    altitude = np.where(on_ground & (_uniform(seed, a, k, _S_GROUND_NULL) < GROUND_NULL_ALTITUDE),
-                        np.nan, altitude)
+        [
+            ELEVATION_M + 3 * noise_alt,
+            np.minimum(ELEVATION_M + up * fleet.climb[a], cruise_alt) + 3 * noise_alt,
+            cruise_alt + 8 * noise_alt,
+        ],
+        default=np.maximum(cruise_alt - down * fleet.descent[a], ELEVATION_M) + 3 * noise_alt,
+    )
+    altitude = np.where(
+        on_ground & (_uniform(seed, a, k, _S_GROUND_NULL) < GROUND_NULL_ALTITUDE), np.nan, altitude
+    )
     taxi = _uniform(seed, a, k, _S_TAXI)
     velocity = np.select(
         [on_ground, climbing, cruising],
-        [np.where(taxi < 0.3, 0.0, 5 + 40 * taxi),
-         280 + (cruise_kmh - 280) * np.minimum(up / c, 1.0),
-         cruise_kmh + 10 * noise_vel],
-        default=cruise_kmh - (cruise_kmh - 260) * np.minimum(down / fleet.descent_n[a], 1.0))
+        [
+            np.where(taxi < 0.3, 0.0, 5 + 40 * taxi),
+            280 + (cruise_kmh - 280) * np.minimum(up / c, 1.0),
+            cruise_kmh + 10 * noise_vel,
+        ],
+        default=cruise_kmh - (cruise_kmh - 260) * np.minimum(down / fleet.descent_n[a], 1.0),
+    )
     distance = np.select(
         [on_ground, climbing, cruising],
         [np.zeros(len(a)), 0.15 * up, 0.15 * c + 0.25 * up - 0.25 * c],
-        default=(0.15 * c + 0.25 * cruise) * np.clip(1 - down / fleet.descent_n[a], 0, 1))
+        default=(0.15 * c + 0.25 * cruise) * np.clip(1 - down / fleet.descent_n[a], 0, 1),
+    )
 
     if anomaly_share > 0:
         anomalous = _uniform(seed, a, k, _S_ANOMALY) < anomaly_share
@@ -205,30 +228,54 @@ def _observe(fleet: _Fleet, a: np.ndarray, k: np.ndarray, seed: int, anomaly_sha
         value = _uniform(seed, a, k, _S_ANOMALY_VALUE)
         high, low = anomalous & (kind < 0.55), anomalous & (kind >= 0.55) & (kind < 0.65)
         fast = anomalous & (kind >= 0.65)
-        altitude = np.where(high, 12050 + 2900 * value, altitude)      # (12000, 15000]
-        altitude = np.where(low, -480 + 370 * value, altitude)         # [-500, -100)
-        velocity = np.where(fast, 1010 + 180 * value, velocity)        # (1000, 1200]
+        altitude = np.where(high, 12050 + 2900 * value, altitude)  # (12000, 15000]
+        altitude = np.where(low, -480 + 370 * value, altitude)  # [-500, -100)
+        velocity = np.where(fast, 1010 + 180 * value, velocity)  # (1000, 1200]
     return altitude.astype(np.float32), round_half_up(velocity, 2), on_ground, distance
 
 
-def generate(n_rows: int, start: datetime, rate_per_s: float = 600, aircraft: int = 300,
-             anomaly_share: float = 0.0, late_share: float = 0.0, out_of_order_share: float = 0.0,
-             seed: int = 0, *, first_row: int = 0, late_by_s: tuple[float, float] = (60.0, 600.0),
-             jitter_s: float = 5.0) -> pd.DataFrame:
+def generate(
+    n_rows: int,
+    start: datetime,
+    rate_per_s: float = 600,
+    aircraft: int = 300,
+    anomaly_share: float = 0.0,
+    late_share: float = 0.0,
+    out_of_order_share: float = 0.0,
+    seed: int = 0,
+    *,
+    first_row: int = 0,
+    late_by_s: tuple[float, float] = (60.0, 600.0),
+    jitter_s: float = 5.0,
+) -> pd.DataFrame:
     """`n_rows` Silver_ML rows (rows first_row .. first_row + n_rows - 1 of the run), in position
     order, with the columns and dtypes of SILVER_ML_ARROW_SCHEMA. See the module docstring."""
     if n_rows < 0 or aircraft < 1 or rate_per_s <= 0:
         raise ValueError("n_rows >= 0, aircraft >= 1 and rate_per_s > 0 are required")
-    for name, share in (("anomaly_share", anomaly_share), ("late_share", late_share),
-                        ("out_of_order_share", out_of_order_share)):
+    for name, share in (
+        ("anomaly_share", anomaly_share),
+        ("late_share", late_share),
+        ("out_of_order_share", out_of_order_share),
+    ):
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {share}")
     fleet = _Fleet(aircraft, seed)
     start_us = _epoch_us(start)
     parts = [
-        _generate_chunk(fleet, lo, min(lo + CHUNK_ROWS, first_row + n_rows), start_us, rate_per_s,
-                        aircraft, anomaly_share, late_share, out_of_order_share, seed, late_by_s,
-                        jitter_s)
+        _generate_chunk(
+            fleet,
+            lo,
+            min(lo + CHUNK_ROWS, first_row + n_rows),
+            start_us,
+            rate_per_s,
+            aircraft,
+            anomaly_share,
+            late_share,
+            out_of_order_share,
+            seed,
+            late_by_s,
+            jitter_s,
+        )
         for lo in range(first_row, first_row + n_rows, CHUNK_ROWS)
     ]
     if not parts:
@@ -236,9 +283,20 @@ def generate(n_rows: int, start: datetime, rate_per_s: float = 600, aircraft: in
     return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
-def _generate_chunk(fleet: _Fleet, lo: int, hi: int, start_us: int, rate_per_s: float, aircraft: int,
-                    anomaly_share: float, late_share: float, out_of_order_share: float, seed: int,
-                    late_by_s: tuple[float, float], jitter_s: float) -> pd.DataFrame:
+def _generate_chunk(
+    fleet: _Fleet,
+    lo: int,
+    hi: int,
+    start_us: int,
+    rate_per_s: float,
+    aircraft: int,
+    anomaly_share: float,
+    late_share: float,
+    out_of_order_share: float,
+    seed: int,
+    late_by_s: tuple[float, float],
+    jitter_s: float,
+) -> pd.DataFrame:
     i = np.arange(lo, hi, dtype=np.int64)
     a = i % aircraft
     k = i // aircraft
@@ -247,8 +305,9 @@ def _generate_chunk(fleet: _Fleet, lo: int, hi: int, start_us: int, rate_per_s: 
     # every observation from the earliest lag on is computed once, then indexed.
     ext_lo = max(0, lo - (ROLLING_OBSERVATIONS - 1) * aircraft)
     ext = np.arange(ext_lo, hi, dtype=np.int64)
-    ext_alt, ext_vel, ext_ground, ext_distance = _observe(fleet, ext % aircraft, ext // aircraft, seed,
-                                                          anomaly_share)
+    ext_alt, ext_vel, ext_ground, ext_distance = _observe(
+        fleet, ext % aircraft, ext // aircraft, seed, anomaly_share
+    )
     altitudes = np.full((ROLLING_OBSERVATIONS, len(i)), np.nan, dtype=np.float32)
     velocities = np.full((ROLLING_OBSERVATIONS, len(i)), np.nan)
     for j in range(ROLLING_OBSERVATIONS):
@@ -256,8 +315,8 @@ def _generate_chunk(fleet: _Fleet, lo: int, hi: int, start_us: int, rate_per_s: 
         rows = i[exists] - j * aircraft - ext_lo
         altitudes[j, exists] = ext_alt[rows]
         velocities[j, exists] = ext_vel[rows]
-    on_ground = ext_ground[lo - ext_lo:]
-    distance = ext_distance[lo - ext_lo:]
+    on_ground = ext_ground[lo - ext_lo :]
+    distance = ext_distance[lo - ext_lo :]
     altitude, velocity = altitudes[0], velocities[0]
     prev_altitude, prev_velocity = altitudes[1], velocities[1]
     altitude_change = (altitude - prev_altitude).astype(np.float32)
@@ -287,30 +346,32 @@ def _generate_chunk(fleet: _Fleet, lo: int, hi: int, start_us: int, rate_per_s: 
         event_us = np.where(late, nominal - delay, event_us)
 
     category = fleet.category[a]
-    return silver_frame({
-        "event_timestamp": pd.to_datetime(event_us, unit="us", utc=True),
-        "icao24": fleet.icao24[a],
-        "callsign": fleet.callsign[a],
-        "origin_country": fleet.country[a],
-        "longitude": longitude,
-        "latitude": latitude,
-        "velocity_kmh": velocity,
-        "altitude_meters": altitude,
-        "on_ground": on_ground,
-        "category": pd.arrays.IntegerArray(np.maximum(category, 0).astype(np.int32), category < 0),
-        "prev_altitude": prev_altitude,
-        "prev_velocity": prev_velocity,
-        "altitude_change": altitude_change,
-        "velocity_change": velocity - prev_velocity,
-        "observation_rank": (k + 1).astype(np.int32),
-        "airport_icao": np.where(on_ground, fleet.airport[a], None),
-        "airport_name": np.where(on_ground, fleet.airport_name[a], None),
-        "airport_country": np.where(on_ground, fleet.airport_country[a], None),
-        "rolling_avg_altitude": avg_alt,
-        "rolling_std_altitude": std_alt,
-        "rolling_avg_velocity": avg_vel,
-        "flight_phase": flight_phase(on_ground, altitude, altitude_change),
-    })
+    return silver_frame(
+        {
+            "event_timestamp": pd.to_datetime(event_us, unit="us", utc=True),
+            "icao24": fleet.icao24[a],
+            "callsign": fleet.callsign[a],
+            "origin_country": fleet.country[a],
+            "longitude": longitude,
+            "latitude": latitude,
+            "velocity_kmh": velocity,
+            "altitude_meters": altitude,
+            "on_ground": on_ground,
+            "category": pd.arrays.IntegerArray(np.maximum(category, 0).astype(np.int32), category < 0),
+            "prev_altitude": prev_altitude,
+            "prev_velocity": prev_velocity,
+            "altitude_change": altitude_change,
+            "velocity_change": velocity - prev_velocity,
+            "observation_rank": (k + 1).astype(np.int32),
+            "airport_icao": np.where(on_ground, fleet.airport[a], None),
+            "airport_name": np.where(on_ground, fleet.airport_name[a], None),
+            "airport_country": np.where(on_ground, fleet.airport_country[a], None),
+            "rolling_avg_altitude": avg_alt,
+            "rolling_std_altitude": std_alt,
+            "rolling_avg_velocity": avg_vel,
+            "flight_phase": flight_phase(on_ground, altitude, altitude_change),
+        }
+    )
 
 
 def _epoch_us(start: datetime) -> int:
@@ -319,12 +380,18 @@ def _epoch_us(start: datetime) -> int:
     return int(ts.value // 1000)
 
 
-def write_synthetic(config: GoldConfig, n_rows: int, commit_rows: int = DEFAULT_COMMIT_ROWS,
-                    start: datetime | None = None, **kw) -> int:
+def write_synthetic(
+    config: GoldConfig,
+    n_rows: int,
+    commit_rows: int = DEFAULT_COMMIT_ROWS,
+    start: datetime | None = None,
+    **kw,
+) -> int:
     """Appends `n_rows` synthetic rows to Silver_ML, `commit_rows` per Delta commit, in position
     order; returns the rows written. `start` defaults to now minus the run's duration (the run
     ends now); other keywords go to generate()."""
-    from flight_gold.feed.writer import append_silver, iso_utc
+    from flight_gold.core.times import iso
+    from flight_gold.feed.writer import append_silver
 
     if commit_rows < 1:
         raise ValueError(f"commit_rows must be >= 1, got {commit_rows}")
@@ -338,42 +405,87 @@ def write_synthetic(config: GoldConfig, n_rows: int, commit_rows: int = DEFAULT_
         version = append_silver(part, config)
         written += len(part)
         ts = part["event_timestamp"]
-        log.info("commit version %s: %d rows (%d/%d), event time %s .. %s", version, len(part), written,
-                 n_rows, iso_utc(ts.min()), iso_utc(ts.max()))
+        log.info(
+            "commit version %s: %d rows (%d/%d), event time %s .. %s",
+            version,
+            len(part),
+            written,
+            n_rows,
+            iso(ts.min()),
+            iso(ts.max()),
+        )
     elapsed = time.monotonic() - began
-    log.info("wrote %d synthetic rows to %s in %.1f s (%.0f rows/s)", written,
-             config.paths.silver_flights_ml, elapsed, written / elapsed if elapsed else 0)
+    log.info(
+        "wrote %d synthetic rows to %s in %.1f s (%.0f rows/s)",
+        written,
+        config.paths.silver_flights_ml,
+        elapsed,
+        written / elapsed if elapsed else 0,
+    )
     return written
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m flight_gold.feed.synthetic",
-        description="Append deterministic synthetic Silver_ML rows to the Delta table (benchmarks, tests).")
+        description="Append deterministic synthetic Silver_ML rows to the Delta table (benchmarks, tests).",
+    )
     parser.add_argument("--rows", type=int, required=True, metavar="N", help="rows to write")
-    parser.add_argument("--lakehouse-root", metavar="URI", default=None,
-                        help="storage root, a folder or s3a://bucket/prefix (env LAKEHOUSE_ROOT)")
+    parser.add_argument(
+        "--lakehouse-root",
+        metavar="URI",
+        default=None,
+        help="storage root, a folder or s3a://bucket/prefix (env LAKEHOUSE_ROOT)",
+    )
     parser.add_argument("--s3-endpoint", metavar="URL", default=None, help="S3 endpoint (env S3_ENDPOINT)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--commit-rows", type=int, default=DEFAULT_COMMIT_ROWS, metavar="K",
-                        help=f"rows per Delta commit (default {DEFAULT_COMMIT_ROWS})")
-    parser.add_argument("--start", default=None, metavar="ISO",
-                        help="timestamp of the first row, e.g. 2024-05-01T10:00:00Z "
-                             "(default: the run ends now)")
-    parser.add_argument("--rate", type=float, default=600, metavar="ROWS_PER_S",
-                        help="observations per second of event time (default 600)")
+    parser.add_argument(
+        "--commit-rows",
+        type=int,
+        default=DEFAULT_COMMIT_ROWS,
+        metavar="K",
+        help=f"rows per Delta commit (default {DEFAULT_COMMIT_ROWS})",
+    )
+    parser.add_argument(
+        "--start",
+        default=None,
+        metavar="ISO",
+        help="timestamp of the first row, e.g. 2024-05-01T10:00:00Z (default: the run ends now)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=600,
+        metavar="ROWS_PER_S",
+        help="observations per second of event time (default 600)",
+    )
     parser.add_argument("--aircraft", type=int, default=300, help="aircraft (default 300)")
-    parser.add_argument("--anomaly-share", type=float, default=0.0, metavar="SHARE",
-                        help="share of anomalous observations (altitude or velocity), default 0")
-    parser.add_argument("--late-share", type=float, default=0.0, metavar="SHARE",
-                        help="share stamped 1-10 minutes before their position, default 0")
-    parser.add_argument("--out-of-order-share", type=float, default=0.0, metavar="SHARE",
-                        help="share stamped up to 5 s before or after their position, default 0")
+    parser.add_argument(
+        "--anomaly-share",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of anomalous observations (altitude or velocity), default 0",
+    )
+    parser.add_argument(
+        "--late-share",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share stamped 1-10 minutes before their position, default 0",
+    )
+    parser.add_argument(
+        "--out-of-order-share",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share stamped up to 5 s before or after their position, default 0",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flight_gold.logs import configure_logging
+    from flight_gold.core.logs import configure_logging
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -389,15 +501,24 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             parser.error(f"--start is no timestamp: {args.start!r}")
         if start.tzinfo is None:
-            start = start.replace(tzinfo=timezone.utc)
+            start = start.replace(tzinfo=UTC)
     try:
         config = GoldConfig.from_env(lakehouse_root=args.lakehouse_root, s3_endpoint=args.s3_endpoint)
     except ConfigError as exc:
         parser.error(str(exc))
     configure_logging()
-    write_synthetic(config, args.rows, args.commit_rows, start=start, rate_per_s=args.rate,
-                    aircraft=args.aircraft, anomaly_share=args.anomaly_share, late_share=args.late_share,
-                    out_of_order_share=args.out_of_order_share, seed=args.seed)
+    write_synthetic(
+        config,
+        args.rows,
+        args.commit_rows,
+        start=start,
+        rate_per_s=args.rate,
+        aircraft=args.aircraft,
+        anomaly_share=args.anomaly_share,
+        late_share=args.late_share,
+        out_of_order_share=args.out_of_order_share,
+        seed=args.seed,
+    )
     return 0
 
 

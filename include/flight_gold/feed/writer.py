@@ -12,9 +12,10 @@ import logging
 import pandas as pd
 import pyarrow as pa
 
-from flight_gold.config import GoldConfig
-from flight_gold.delta_rs import SILVER_ML_ARROW_SCHEMA, open_table, storage_options, table_uri
+from flight_gold.core.config import GoldConfig
 from flight_gold.feed.opensky import SILVER_COLUMNS
+from flight_gold.lake.schemas import SILVER_ML_ARROW_SCHEMA
+from flight_gold.lake.tables import open_table, storage_options, table_uri
 
 log = logging.getLogger("flight_gold.feed.writer")
 
@@ -56,9 +57,3 @@ def append_silver(df: pd.DataFrame, config: GoldConfig) -> int | None:
         version = open_table(path, config).version()
     log.debug("appended %d rows to %s as version %s", table.num_rows, path, version)
     return version
-
-
-def iso_utc(ts: pd.Timestamp) -> str:
-    """2021-10-07T12:00:01Z (microseconds only when there are some), for the feed's log lines."""
-    ts = pd.Timestamp(ts).tz_convert("UTC")
-    return ts.strftime("%Y-%m-%dT%H:%M:%S") + ("Z" if ts.microsecond == 0 else f".{ts.microsecond:06d}Z")

@@ -1,0 +1,302 @@
+"""One typed configuration object, built from environment variables and command-line flags.
+
+Every setting has a local default so that the project runs on a laptop with no setup; each can be
+overridden by an environment variable (for Airflow and containers) and by a flag (for a one-off run).
+Flags win over the environment, which wins over the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flight_gold.core.contract import GOLD_TABLE_NAMES
+from flight_gold.core.errors import EXIT_BAD_INPUT
+from flight_gold.core.intervals import is_interval
+from flight_gold.core.paths import LakehousePaths, is_s3
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_LAKEHOUSE_ROOT = str(PROJECT_ROOT / "lakehouse")
+DEFAULT_JARS_CACHE = str(PROJECT_ROOT / ".cache" / "ivy")
+
+# The streaming queries: one per Gold table.
+QUERY_NAMES = GOLD_TABLE_NAMES
+# The job's triggers. available-now-loop: an available-now run every trigger interval. Each run
+# ends with the no-data batch that writes the windows its data closed, where a processing-time
+# query writes them one trigger later.
+JOB_TRIGGERS = ("processing-time", "available-now", "available-now-loop")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the setting and the bad value."""
+
+
+@dataclass(frozen=True)
+class AnomalyThresholds:
+    """Exclusive bounds: a value strictly outside [min, max] is an anomaly, null never is."""
+
+    altitude_min_m: float = -100.0
+    altitude_max_m: float = 12000.0
+    velocity_min_kmh: float = 0.0
+    velocity_max_kmh: float = 1000.0
+
+
+@dataclass(frozen=True)
+class GoldConfig:
+    lakehouse_root: str = DEFAULT_LAKEHOUSE_ROOT
+    spark_master: str = "local[*]"
+    # 1 partition: the per-batch cost of a stateful micro-batch grows with the partition count
+    # (a state store and a Gold file per partition and batch), and the state here is tiny (a few
+    # hundred keys, bounded by the watermark). A checkpoint keeps the count it was created with.
+    shuffle_partitions: int = 1
+    trigger: str = "processing-time"
+    trigger_interval: str = "10 seconds"
+    queries: tuple[str, ...] = QUERY_NAMES
+    max_files_per_trigger: int | None = None
+    max_bytes_per_trigger: str | None = None
+    thresholds: AnomalyThresholds = field(default_factory=AnomalyThresholds)
+    # Rows stamped further than this ahead of the wall clock are dropped (counted) before the
+    # watermark sees them: one row from a bad clock would otherwise make every real row "late".
+    max_future_skew: str = "10 minutes"
+    jars_cache: str = DEFAULT_JARS_CACHE
+    # S3A settings, used only when lakehouse_root is s3a://; credentials come from the standard
+    # AWS environment variables (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), never from here.
+    s3_endpoint: str | None = None
+    s3_path_style_access: bool = True
+    log_level: str = "WARN"
+
+    def __post_init__(self) -> None:
+        if not self.lakehouse_root:
+            raise ConfigError("LAKEHOUSE_ROOT is empty")
+        if self.trigger not in JOB_TRIGGERS:
+            raise ConfigError(f"trigger must be one of {', '.join(JOB_TRIGGERS)}, got {self.trigger!r}")
+        unknown = [q for q in self.queries if q not in QUERY_NAMES]
+        if unknown or not self.queries:
+            raise ConfigError(
+                f"queries must be among {', '.join(QUERY_NAMES)}, got {','.join(self.queries)!r}"
+            )
+        for name in ("trigger_interval", "max_future_skew"):
+            value = getattr(self, name)
+            if not is_interval(value):
+                raise ConfigError(f"{name} must look like '10 seconds' or '2 minutes', got {value!r}")
+        if self.shuffle_partitions < 1:
+            raise ConfigError(f"shuffle_partitions must be >= 1, got {self.shuffle_partitions}")
+        if self.max_files_per_trigger is not None and self.max_files_per_trigger < 1:
+            raise ConfigError(f"max_files_per_trigger must be >= 1, got {self.max_files_per_trigger}")
+        t = self.thresholds
+        if not (t.altitude_min_m < t.altitude_max_m and t.velocity_min_kmh < t.velocity_max_kmh):
+            raise ConfigError(f"anomaly thresholds must have min < max, got {t}")
+
+    @property
+    def is_s3(self) -> bool:
+        return is_s3(self.lakehouse_root)
+
+    @property
+    def paths(self) -> LakehousePaths:
+        return LakehousePaths(self.lakehouse_root)
+
+    def replace(self, **changes: Any) -> GoldConfig:
+        return dataclasses.replace(self, **changes)
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> GoldConfig:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for spec in _SETTINGS:
+            raw = env.get(spec.env)
+            if raw is not None and raw != "":
+                values[spec.name] = spec.parse(raw, spec.env)
+        thresholds = {}
+        for name, var in _THRESHOLD_ENV.items():
+            raw = env.get(var)
+            if raw:
+                thresholds[name] = _parse_float(raw, var)
+        if thresholds:
+            values["thresholds"] = AnomalyThresholds(**thresholds)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "lakehouse_root" in values:
+            values["lakehouse_root"] = normalize_root(values["lakehouse_root"])
+        return cls(**values)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Adds one flag per setting; their defaults are None so that the environment shows through."""
+        for spec in _SETTINGS:
+            if spec.flag:
+                parser.add_argument(
+                    spec.flag,
+                    dest=spec.name,
+                    default=None,
+                    help=spec.help + f" (env {spec.env}; default {getattr(cls, spec.name, None)!r})",
+                    **spec.argparse_kwargs,
+                )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, env: Mapping[str, str] | None = None) -> GoldConfig:
+        overrides = {spec.name: getattr(args, spec.name, None) for spec in _SETTINGS if spec.flag}
+        return cls.from_env(env, **overrides)
+
+    @classmethod
+    def parse_job_args(
+        cls, prog: str, doc: str, argv: list[str] | None = None, extra: Any = None
+    ) -> tuple[GoldConfig, argparse.Namespace]:
+        """A job's command line: every setting's flag (plus what `extra(parser)` adds); a bad
+        value ends the process with exit code 2 and a one-line message naming the setting."""
+        parser = argparse.ArgumentParser(
+            prog=prog,
+            description=doc.split("\n\n")[0],
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        cls.add_arguments(parser)
+        if extra is not None:
+            extra(parser)
+        args = parser.parse_args(argv)
+        try:
+            return cls.from_args(args), args
+        except ConfigError as exc:
+            parser.exit(EXIT_BAD_INPUT, f"{prog}: configuration error: {exc}\n")
+
+
+def normalize_root(root: str) -> str:
+    """Local roots become absolute paths (file:// stripped); object-store URIs are kept as given."""
+    root = str(root).strip()
+    if "://" in root and not root.startswith("file://"):
+        return root.rstrip("/")
+    if root.startswith("file://"):
+        root = root[len("file://") :]
+    return str(Path(root).expanduser().resolve())
+
+
+def _parse_int(raw: str, name: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _parse_float(raw: str, name: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _parse_bool(raw: str, name: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def parse_table_list(raw: str | Iterable[str], name: str = "tables") -> tuple[str, ...]:
+    """'a,b', 'both' / 'all', or a list -> Gold table names (each consumer validates them)."""
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    names = tuple(str(item).strip() for item in items if str(item).strip())
+    return GOLD_TABLE_NAMES if names in (("both",), ("all",)) else names
+
+
+def _parse_str(raw: str, name: str) -> str:
+    return raw
+
+
+@dataclass(frozen=True)
+class _Setting:
+    name: str
+    env: str
+    flag: str | None
+    parse: Any
+    help: str
+    argparse_kwargs: dict = field(default_factory=dict)
+
+
+_SETTINGS = (
+    _Setting(
+        "lakehouse_root",
+        "LAKEHOUSE_ROOT",
+        "--lakehouse-root",
+        _parse_str,
+        "storage root: a local folder or s3a://bucket/prefix",
+        {"metavar": "URI"},
+    ),
+    _Setting("spark_master", "SPARK_MASTER", "--master", _parse_str, "Spark master URL"),
+    _Setting(
+        "shuffle_partitions",
+        "GOLD_SHUFFLE_PARTITIONS",
+        "--shuffle-partitions",
+        _parse_int,
+        "spark.sql.shuffle.partitions",
+        {"type": int},
+    ),
+    _Setting(
+        "trigger",
+        "GOLD_TRIGGER",
+        "--trigger",
+        _parse_str,
+        "processing-time: run until stopped; available-now: process what is there and exit; "
+        "available-now-loop: an available-now run every trigger interval, until stopped",
+        {"choices": JOB_TRIGGERS},
+    ),
+    _Setting(
+        "trigger_interval",
+        "GOLD_TRIGGER_INTERVAL",
+        "--trigger-interval",
+        _parse_str,
+        "micro-batch interval (processing-time), or run interval (available-now-loop)",
+    ),
+    _Setting(
+        "queries",
+        "GOLD_QUERIES",
+        "--queries",
+        parse_table_list,
+        "comma-separated: flight_phase_counts, anomaly_alerts, or both",
+        {"type": lambda s: parse_table_list(s, "--queries")},
+    ),
+    _Setting(
+        "max_files_per_trigger",
+        "GOLD_MAX_FILES_PER_TRIGGER",
+        "--max-files-per-trigger",
+        _parse_int,
+        "Delta source maxFilesPerTrigger (catch-up batch size)",
+        {"type": int},
+    ),
+    _Setting(
+        "max_bytes_per_trigger",
+        "GOLD_MAX_BYTES_PER_TRIGGER",
+        "--max-bytes-per-trigger",
+        _parse_str,
+        "Delta source maxBytesPerTrigger, e.g. 256m",
+    ),
+    _Setting(
+        "max_future_skew",
+        "GOLD_MAX_FUTURE_SKEW",
+        "--max-future-skew",
+        _parse_str,
+        "rows further ahead of the wall clock are dropped and counted",
+    ),
+    _Setting("jars_cache", "GOLD_JARS_CACHE", None, _parse_str, "Ivy cache for the Delta jars"),
+    _Setting(
+        "s3_endpoint",
+        "S3_ENDPOINT",
+        "--s3-endpoint",
+        _parse_str,
+        "S3A endpoint (MinIO or another S3-compatible store)",
+    ),
+    _Setting("s3_path_style_access", "S3_PATH_STYLE_ACCESS", None, _parse_bool, "S3A path-style access"),
+    _Setting("log_level", "GOLD_SPARK_LOG_LEVEL", None, _parse_str, "Spark log level"),
+)
+
+_THRESHOLD_ENV = {
+    "altitude_min_m": "ANOMALY_ALTITUDE_MIN_M",
+    "altitude_max_m": "ANOMALY_ALTITUDE_MAX_M",
+    "velocity_min_kmh": "ANOMALY_VELOCITY_MIN_KMH",
+    "velocity_max_kmh": "ANOMALY_VELOCITY_MAX_KMH",
+}

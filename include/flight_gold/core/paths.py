@@ -1,0 +1,52 @@
+"""Where every table and checkpoint lives under the lakehouse root.
+
+The layout is the same on a local folder and on s3a://: `silver/flights_ml`,
+`gold/streaming_aggregations/<table>`, and checkpoints under `_checkpoints/`, apart from the
+tables so that VACUUM of a table can never touch a stream's state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flight_gold.core.contract import gold_table
+
+SILVER_FLIGHTS_ML = "silver/flights_ml"
+GOLD_AGGREGATIONS = "gold/streaming_aggregations"
+CHECKPOINTS = "_checkpoints"
+ALERTS = "_alerts"
+
+
+def join(root: str, *parts: str) -> str:
+    """`root/part/...` with single slashes, for local paths and URIs alike."""
+    return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith(("s3a://", "s3://"))
+
+
+@dataclass(frozen=True)
+class LakehousePaths:
+    root: str
+
+    @property
+    def silver_flights_ml(self) -> str:
+        return join(self.root, SILVER_FLIGHTS_ML)
+
+    def gold_table(self, name: str) -> str:
+        return join(self.root, GOLD_AGGREGATIONS, gold_table(name).name)
+
+    def checkpoint(self, name: str) -> str:
+        return join(self.root, CHECKPOINTS, GOLD_AGGREGATIONS, gold_table(name).name)
+
+    def alerts(self, file_name: str) -> str:
+        return join(self.root, ALERTS, file_name)
+
+    @property
+    def flight_phase_counts(self) -> str:
+        return self.gold_table("flight_phase_counts")
+
+    @property
+    def anomaly_alerts(self) -> str:
+        return self.gold_table("anomaly_alerts")

@@ -1,0 +1,298 @@
+"""Start-up guards of the Gold job: each refuses to start, before any query runs and anything is
+written, when running would lose or double a window.
+
+- CheckpointLock: one job per checkpoint. A second instance on the same checkpoints would replay
+  the same batches against the same state and Gold tables.
+- check_checkpoint_source: a checkpoint records the id of the Silver_ML table it read (Delta's
+  `reservoirId`); a table deleted and re-created at the same path has another id, and the recorded
+  offsets mean nothing in it.
+- validate_delta_log: a truncated or unparsable commit in Silver_ML's `_delta_log` makes Delta fail
+  with a long stack trace deep in a query; this names the file instead.
+
+Files are read through flight_gold.spark.files (Hadoop's FileSystem in the job, the local file
+system in tests).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+
+from flight_gold.core.config import GoldConfig
+from flight_gold.core.paths import join
+from flight_gold.spark.files import FileAccess, HadoopFiles
+
+log = logging.getLogger("flight_gold.spark.guards")
+
+LOCK_FILE = "_gold_job.lock"
+# Actions a Delta commit may hold (protocol spec); a line with none of them is not a commit line.
+DELTA_ACTIONS = frozenset(
+    {
+        "commitInfo",
+        "metaData",
+        "protocol",
+        "add",
+        "remove",
+        "txn",
+        "cdc",
+        "domainMetadata",
+        "checkpointMetadata",
+        "sidecar",
+    }
+)
+_COMMIT = re.compile(r"^(\d{20})\.json$")
+_CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(?:\.\d{10}\.\d{10}|\.[^.]+)?\.parquet$")
+
+
+class GuardError(RuntimeError):
+    """The job must not start; the message says why and what to do."""
+
+
+class CheckpointInUseError(GuardError):
+    """Another running instance holds the checkpoint."""
+
+
+class CheckpointMismatchError(GuardError):
+    """The checkpoint was written for another Silver_ML table than the one at the path now."""
+
+
+class DeltaLogError(GuardError):
+    """An entry of Silver_ML's _delta_log cannot be read."""
+
+
+# -- one instance per checkpoint -----------------------------------------------------------------
+
+
+@dataclass
+class CheckpointLock:
+    """An exclusive fcntl lock on `<checkpoint>/_gold_job.lock`, held for the life of the process.
+
+    The kernel drops it when the process ends, however it ends (kill -9 included), so a restart
+    after a crash never finds a stale lock. The file itself is never deleted: deleting it would let
+    two processes lock two different files of the same name.
+
+    fcntl needs a local (or NFS) file: for an s3a:// checkpoint the lock file lives in the local
+    temp folder, keyed by the checkpoint URI, so it only keeps a second instance off the same host.
+    """
+
+    checkpoint: str
+    local: bool
+    _fd: int | None = None
+
+    @property
+    def path(self) -> str:
+        if self.local:
+            return os.path.join(self.checkpoint, LOCK_FILE)
+        digest = hashlib.sha256(self.checkpoint.encode()).hexdigest()[:24]
+        return os.path.join(tempfile.gettempdir(), "flight-gold-locks", f"{digest}.lock")
+
+    def acquire(self) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _describe_holder(fd)
+            os.close(fd)
+            raise CheckpointInUseError(
+                f"checkpoint {self.checkpoint} is in use by another running Gold job ({holder}); "
+                f"only one job may run per checkpoint: stop that job first (or leave it running)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(
+            fd,
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+            ).encode(),
+        )
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _describe_holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"pid {info['pid']} on {info['host']} since {info['since']}"
+    except (ValueError, KeyError, OSError):
+        return "holder unknown"
+
+
+def lock_checkpoints(config: GoldConfig) -> list[CheckpointLock]:
+    """Locks the checkpoint of every configured query, or none (CheckpointInUseError)."""
+    if config.is_s3:
+        log.warning(
+            "checkpoints on object storage: the single-instance lock only covers this host; "
+            "run at most one Gold job per checkpoint (the Airflow DAG runs one at a time)"
+        )
+    locks: list[CheckpointLock] = []
+    try:
+        for name in config.queries:
+            lock = CheckpointLock(config.paths.checkpoint(name), local=not config.is_s3)
+            lock.acquire()
+            locks.append(lock)
+    except CheckpointInUseError:
+        for lock in locks:
+            lock.release()
+        raise
+    return locks
+
+
+# -- the checkpoint belongs to this Silver_ML table ----------------------------------------------
+
+
+def latest_source_offset(files: FileAccess, checkpoint: str) -> dict | None:
+    """The Delta source offset of the checkpoint's latest batch ({"reservoirId", "reservoirVersion",
+    ...}), or None before the first batch. Offset file: a version line, the batch metadata, then one
+    line per source (the Gold queries have one)."""
+    offsets = join(checkpoint, "offsets")
+    batches = [int(n) for n in (files.list(offsets) or []) if n.isdigit()]
+    if not batches:
+        return None
+    path = join(offsets, str(max(batches)))
+    lines = files.read(path).decode("utf-8", "replace").splitlines()
+    try:
+        return json.loads(lines[2])
+    except (IndexError, ValueError):
+        raise GuardError(
+            f"checkpoint offset file {path} cannot be parsed; the checkpoint is damaged: "
+            f"move {checkpoint} aside together with its Gold table, then start again"
+        ) from None
+
+
+def checkpoint_watermarks(files: FileAccess, checkpoint: str, last: int = 2) -> dict[int, int]:
+    """{batch id: watermark in ms} of the checkpoint's `last` newest batches (their offset files'
+    `batchWatermarkMs`), for the late-row count of the first batch after a restart."""
+    offsets = join(checkpoint, "offsets")
+    batches = sorted(int(n) for n in (files.list(offsets) or []) if n.isdigit())[-last:]
+    result = {}
+    for batch in batches:
+        lines = files.read(join(offsets, str(batch))).decode("utf-8", "replace").splitlines()
+        try:
+            result[batch] = int(json.loads(lines[1])["batchWatermarkMs"])
+        except (IndexError, ValueError, KeyError, TypeError):
+            continue
+    return result
+
+
+def check_checkpoint_source(files: FileAccess, config: GoldConfig, silver_table_id: str) -> None:
+    silver = config.paths.silver_flights_ml
+    for name in config.queries:
+        checkpoint = config.paths.checkpoint(name)
+        offset = latest_source_offset(files, checkpoint)
+        if offset is None or offset.get("reservoirId") in (None, silver_table_id):
+            continue
+        raise CheckpointMismatchError(
+            f"checkpoint {checkpoint} belongs to another Silver_ML table (table id "
+            f"{offset['reservoirId']}) than the one now at {silver} (table id {silver_table_id}): "
+            f"the table was deleted and re-created, and the checkpoint's offsets mean nothing in the "
+            f"new one. Nothing was written. To keep the old results and its offsets, restore the old "
+            f"table; to process the new table from its start, move aside both the checkpoint "
+            f"{checkpoint} and the Gold table {config.paths.gold_table(name)} (its windows came from "
+            f"the old table), then start the job again"
+        )
+
+
+# -- Silver_ML's _delta_log is readable ------------------------------------------------------------
+
+
+def clear_unborn_delta_log(files: HadoopFiles, table: str) -> bool:
+    """Removes a `_delta_log` that holds folders and no file, which is what a kill during the
+    table's very first creation leaves (`_delta_log/_staged_commits/`): Delta then takes the
+    folder for a table and refuses both to read and to create it. With no file there is no
+    commit, so nothing is lost. True when it removed one."""
+    log_dir = join(table, "_delta_log")
+    if not files.only_folders(log_dir):
+        return False
+    files.delete_tree(log_dir)
+    return True
+
+
+def validate_delta_log(files: FileAccess, table: str, from_version: int | None = None) -> int | None:
+    """Checks the log entries Delta will read: every commit after the newest checkpoint (the
+    snapshot) and every commit from `from_version` on (what a resuming stream replays).
+
+    Raises DeltaLogError naming the first bad file; returns the table's latest version (None if the
+    log has no commit)."""
+    log_dir = join(table, "_delta_log")
+    names = files.list(log_dir) or []
+    commits = sorted(int(m.group(1)) for m in map(_COMMIT.match, names) if m)
+    checkpoints: dict[int, list[str]] = {}
+    for name in names:
+        m = _CHECKPOINT.match(name)
+        if m:
+            checkpoints.setdefault(int(m.group(1)), []).append(name)
+    if not commits and not checkpoints:
+        return None
+    latest = max(commits[-1] if commits else -1, max(checkpoints, default=-1))
+    snapshot_checkpoint = max((v for v in checkpoints if v <= latest), default=None)
+    start = 0 if snapshot_checkpoint is None else snapshot_checkpoint + 1
+    if from_version is not None:
+        start = min(start, from_version)
+    if snapshot_checkpoint is not None:
+        for name in checkpoints[snapshot_checkpoint]:
+            _check_parquet(files, join(log_dir, name))
+
+    previous = None
+    for version in (v for v in commits if v >= start):
+        if previous is not None and version != previous + 1:
+            raise DeltaLogError(
+                f"Silver_ML's _delta_log in {log_dir} is missing commit "
+                f"{previous + 1:020d}.json (the commits jump to {version:020d}.json). {_FIX}"
+            )
+        previous = version
+        _check_commit(files, join(log_dir, f"{version:020d}.json"))
+    return latest
+
+
+def _check_commit(files: FileAccess, path: str) -> None:
+    data = files.read(path)
+    if not data.strip():
+        raise DeltaLogError(
+            f"Silver_ML log entry {path} is empty (a truncated commit); Delta cannot read the table. {_FIX}"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DeltaLogError(
+            f"Silver_ML log entry {path} is not UTF-8 text (an unparsable commit); {_FIX}"
+        ) from None
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            action = json.loads(line)
+        except ValueError as exc:
+            raise DeltaLogError(
+                f"Silver_ML log entry {path} is truncated or unparsable at line {number}: {exc.msg}. {_FIX}"
+            ) from None
+        if not isinstance(action, dict) or not (DELTA_ACTIONS & action.keys()):
+            raise DeltaLogError(f"Silver_ML log entry {path} line {number} is no Delta action. {_FIX}")
+
+
+def _check_parquet(files: FileAccess, path: str) -> None:
+    size = files.size(path)
+    if size < 12 or files.read_range(path, 0, 4) != b"PAR1" or files.read_range(path, size - 4, 4) != b"PAR1":
+        raise DeltaLogError(f"Silver_ML log checkpoint {path} is truncated (no Parquet footer). {_FIX}")
+
+
+_FIX = (
+    "The Gold job read nothing and wrote nothing. Repair the table upstream (restore the file "
+    "from a backup, or have the writer rewrite that version), then start the job again"
+)

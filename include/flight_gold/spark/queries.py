@@ -1,0 +1,59 @@
+"""Wiring of the Gold streams: Silver_ML Delta source -> transformation -> Gold sink, one
+query per Gold table, each with its own checkpoint."""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark.sql import SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from flight_gold.core.config import GoldConfig
+from flight_gold.spark.sink import GoldTableWriter, ensure_gold_table
+from flight_gold.spark.transforms import GOLD_TRANSFORMS, clean_silver
+
+log = logging.getLogger("flight_gold.spark.queries")
+
+
+def silver_stream(spark: SparkSession, config: GoldConfig):
+    reader = spark.readStream.format("delta")
+    if config.max_files_per_trigger:
+        reader = reader.option("maxFilesPerTrigger", config.max_files_per_trigger)
+    if config.max_bytes_per_trigger:
+        reader = reader.option("maxBytesPerTrigger", config.max_bytes_per_trigger)
+    return reader.load(config.paths.silver_flights_ml)
+
+
+def start_queries(spark: SparkSession, config: GoldConfig, first_start: bool = True) -> list[StreamingQuery]:
+    """Starts one streaming query per configured Gold table, each with its own checkpoint.
+    `first_start=False` (the later runs of available-now-loop) skips creating the Gold tables and
+    logs the starts at debug level."""
+    silver = clean_silver(silver_stream(spark, config), config)
+    queries = []
+    for name in config.queries:
+        if first_start:
+            ensure_gold_table(spark, config, name)
+        sink = GoldTableWriter(config.paths.gold_table(name))
+        writer = (
+            GOLD_TRANSFORMS[name](silver, config)
+            .writeStream.foreachBatch(sink)
+            .outputMode("append")
+            .queryName(name)
+            .option("checkpointLocation", config.paths.checkpoint(name))
+        )
+        if config.trigger == "processing-time":
+            writer = writer.trigger(processingTime=config.trigger_interval)
+        else:
+            writer = writer.trigger(availableNow=True)
+        query = writer.start()
+        sink.bind(query)
+        queries.append(query)
+        log.log(
+            logging.INFO if first_start else logging.DEBUG,
+            "started query %s -> %s (checkpoint %s, trigger %s)",
+            name,
+            config.paths.gold_table(name),
+            config.paths.checkpoint(name),
+            config.trigger_interval if config.trigger == "processing-time" else config.trigger,
+        )
+    return queries

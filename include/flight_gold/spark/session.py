@@ -1,0 +1,154 @@
+"""The one Spark session builder: Delta Lake enabled, UTC, sized for streaming on few cores."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from flight_gold.core.config import GoldConfig
+
+log = logging.getLogger(__name__)
+
+SPARK_VERSION = "4.2"
+SCALA_VERSION = "2.13"
+DELTA_VERSION = "4.4.0"
+DELTA_PACKAGE = f"io.delta:delta-spark_{SPARK_VERSION}_{SCALA_VERSION}:{DELTA_VERSION}"
+# hadoop-aws must match the Hadoop client Spark ships (pyspark/jars/hadoop-client-api-3.5.0.jar).
+HADOOP_AWS_PACKAGE = "org.apache.hadoop:hadoop-aws:3.5.0"
+
+# Delta's POM drags in older copies of libraries Spark already ships (Hadoop 3.4, Jackson 2.13,
+# Parquet 1.16, log4j...). Two versions of a class on one classpath fail in odd ways, so they
+# are excluded and Spark's own are used.
+DELTA_EXCLUDES = (
+    "com.fasterxml.jackson.core:jackson-core",
+    "com.fasterxml.jackson.core:jackson-databind",
+    "com.fasterxml.jackson.core:jackson-annotations",
+    "org.apache.hadoop:hadoop-client-api",
+    "org.apache.hadoop:hadoop-client-runtime",
+    "org.apache.logging.log4j:log4j-api",
+    "org.apache.logging.log4j:log4j-core",
+    "org.apache.logging.log4j:log4j-slf4j2-impl",
+    "org.slf4j:slf4j-api",
+    "org.apache.parquet:parquet-hadoop",
+    "org.apache.parquet:parquet-column",
+    "org.apache.parquet:parquet-common",
+    "org.apache.parquet:parquet-encoding",
+    "org.apache.parquet:parquet-format-structures",
+    "org.apache.parquet:parquet-jackson",
+    "org.xerial.snappy:snappy-java",
+    "com.github.luben:zstd-jni",
+    "io.airlift:aircompressor",
+    "org.roaringbitmap:RoaringBitmap",
+    "org.roaringbitmap:shims",
+    "com.google.code.findbugs:jsr305",
+    "commons-logging:commons-logging",
+    "commons-pool:commons-pool",
+    "org.locationtech.jts:jts-core",
+)
+
+
+def packages(config: GoldConfig) -> list[str]:
+    pkgs = [DELTA_PACKAGE]
+    if config.is_s3:
+        pkgs.append(HADOOP_AWS_PACKAGE)
+    return pkgs
+
+
+def spark_conf(config: GoldConfig) -> dict[str, str]:
+    """Every Spark setting of the project, also used by the DAGs for spark-submit's --conf."""
+    conf = {
+        "spark.jars.packages": ",".join(packages(config)),
+        "spark.jars.excludes": ",".join(DELTA_EXCLUDES),
+        "spark.jars.ivy": config.jars_cache,
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(config.shuffle_partitions),
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        # The Gold tables must stay readable by delta-rs (deltalake), which refuses v2 checkpoints
+        # and deletion vectors: keep new tables on the classic protocol.
+        "spark.databricks.delta.properties.defaults.checkpointPolicy": "classic",
+        "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
+        "spark.sql.streaming.stateStore.providerClass": (
+            "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider"
+        ),
+    }
+    if config.spark_master.startswith("local"):
+        # Delta rebuilds a table's state in snapshotPartitions tasks (50, sized for clusters):
+        # Silver_ML's when a stream starts, and a Gold table's in every micro-batch that writes to
+        # it (the idempotent write reads the table's SetTransactions, and Delta 4.4 gets them
+        # only by a full state reconstruction). On a few local cores those tasks are overhead.
+        conf["spark.databricks.delta.snapshotPartitions"] = "1"
+    if not config.is_s3:
+        # Delta writes _delta_log through Hadoop's FileContext, whose local implementation is
+        # checksummed too (a .crc per file, chmod/readlink processes per commit).
+        conf["spark.hadoop.fs.AbstractFileSystem.file.impl"] = "org.apache.hadoop.fs.local.RawLocalFs"
+        # On a local root, Hadoop's checksummed local file system forks chmod/readlink for every
+        # checkpoint and state file (~60 per batch and query); the raw one does not.
+        conf["spark.hadoop.fs.file.impl"] = "org.apache.hadoop.fs.RawLocalFileSystem"
+        conf["spark.sql.streaming.checkpointFileManagerClass"] = (
+            "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
+        )
+    else:
+        conf.update(
+            {
+                "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+                "spark.hadoop.fs.s3a.path.style.access": str(config.s3_path_style_access).lower(),
+                "spark.hadoop.fs.s3a.aws.credentials.provider": (
+                    "software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider"
+                ),
+                # Delta on S3 from a single writer per table: the default S3SingleDriverLogStore.
+                "spark.delta.logStore.s3a.impl": "io.delta.storage.S3SingleDriverLogStore",
+            }
+        )
+        if config.s3_endpoint:
+            conf["spark.hadoop.fs.s3a.endpoint"] = config.s3_endpoint
+            conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(
+                config.s3_endpoint.startswith("https")
+            ).lower()
+    return conf
+
+
+def build_spark_session(config: GoldConfig, app_name: str = "flight-gold"):
+    """Returns a SparkSession with Delta enabled; reuses the active one if there is one
+    (spark-submit, tests), applying the runtime settings to it."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    if not os.environ.get("SPARK_ENV_LOADED") and "SPARK_SUBMIT_OPTS" not in os.environ:
+        # Under spark-submit the master comes from the command line; otherwise from config.
+        builder = builder.master(config.spark_master)
+    for key, value in spark_conf(config).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(config.log_level)
+    spark.conf.set("spark.sql.shuffle.partitions", str(config.shuffle_partitions))
+    log.info(
+        "Spark %s session %s, master %s, shuffle partitions %s",
+        spark.version,
+        app_name,
+        spark.sparkContext.master,
+        config.shuffle_partitions,
+    )
+    return spark
+
+
+def _main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m flight_gold.spark.session")
+    parser.add_argument(
+        "--resolve-jars", action="store_true", help="resolve the Delta jars into the project's cache and exit"
+    )
+    args = parser.parse_args()
+    if args.resolve_jars:
+        config = GoldConfig.from_env()
+        spark = build_spark_session(config, "flight-gold-resolve-jars")
+        jars = spark.sparkContext.getConf().get("spark.jars", "")
+        spark.stop()
+        print(f"Delta jars cached in {config.jars_cache}: {len(jars.split(',')) if jars else 0} jars")
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,96 @@
+"""Configuration: defaults, environment, flags, and clear errors for bad values."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from flight_gold.core.config import DEFAULT_LAKEHOUSE_ROOT, PROJECT_ROOT, ConfigError, GoldConfig
+from flight_gold.core.contract import ANOMALY_ALERTS, FLIGHT_PHASE_COUNTS
+from flight_gold.core.paths import LakehousePaths
+from flight_gold.spark.session import spark_conf
+
+
+def parse(argv, env):
+    parser = argparse.ArgumentParser()
+    GoldConfig.add_arguments(parser)
+    return GoldConfig.from_args(parser.parse_args(argv), env)
+
+
+def test_defaults_are_the_contract():
+    config = GoldConfig.from_env({})
+    assert config.lakehouse_root == DEFAULT_LAKEHOUSE_ROOT == str(PROJECT_ROOT / "lakehouse")
+    assert (FLIGHT_PHASE_COUNTS.window, FLIGHT_PHASE_COUNTS.watermark) == ("1 minute", "2 minutes")
+    assert (ANOMALY_ALERTS.window, ANOMALY_ALERTS.slide, ANOMALY_ALERTS.watermark) == (
+        "5 minutes",
+        "1 minute",
+        "6 minutes",
+    )
+    t = config.thresholds
+    assert (t.altitude_min_m, t.altitude_max_m, t.velocity_min_kmh, t.velocity_max_kmh) == (
+        -100,
+        12000,
+        0,
+        1000,
+    )
+    assert config.queries == ("flight_phase_counts", "anomaly_alerts")
+    assert config.spark_master == "local[*]" and config.trigger == "processing-time"
+
+
+def test_flags_override_environment_which_overrides_defaults(tmp_path):
+    env = {
+        "LAKEHOUSE_ROOT": str(tmp_path / "from-env"),
+        "GOLD_SHUFFLE_PARTITIONS": "4",
+        "ANOMALY_ALTITUDE_MAX_M": "11000",
+        "GOLD_QUERIES": "anomaly_alerts",
+    }
+    config = parse(["--shuffle-partitions", "3"], env)
+    assert config.lakehouse_root == str(tmp_path / "from-env")
+    assert config.shuffle_partitions == 3
+    assert config.thresholds.altitude_max_m == 11000
+    assert config.queries == ("anomaly_alerts",)
+    config = parse(["--lakehouse-root", "s3a://bucket/lake/", "--queries", "both"], env)
+    assert config.lakehouse_root == "s3a://bucket/lake" and config.is_s3
+    assert config.queries == ("flight_phase_counts", "anomaly_alerts")
+
+
+@pytest.mark.parametrize(
+    "env, named",
+    [
+        ({"GOLD_SHUFFLE_PARTITIONS": "many"}, "GOLD_SHUFFLE_PARTITIONS"),
+        ({"GOLD_TRIGGER": "sometimes"}, "trigger"),
+        ({"GOLD_TRIGGER_INTERVAL": "10 parsecs"}, "trigger_interval"),
+        ({"GOLD_QUERIES": "flight_phase_counts,typo"}, "queries"),
+        ({"ANOMALY_VELOCITY_MAX_KMH": "fast"}, "ANOMALY_VELOCITY_MAX_KMH"),
+        ({"ANOMALY_ALTITUDE_MIN_M": "20000"}, "thresholds"),
+        ({"S3_PATH_STYLE_ACCESS": "maybe"}, "S3_PATH_STYLE_ACCESS"),
+    ],
+)
+def test_bad_values_name_the_setting(env, named):
+    with pytest.raises(ConfigError, match=named):
+        GoldConfig.from_env(env)
+
+
+def test_layout_keeps_checkpoints_apart_from_tables():
+    paths = LakehousePaths("s3a://bucket/lake")
+    assert paths.silver_flights_ml == "s3a://bucket/lake/silver/flights_ml"
+    assert paths.anomaly_alerts == "s3a://bucket/lake/gold/streaming_aggregations/anomaly_alerts"
+    assert (
+        paths.checkpoint("anomaly_alerts")
+        == "s3a://bucket/lake/_checkpoints/gold/streaming_aggregations/anomaly_alerts"
+    )
+    assert not paths.checkpoint("anomaly_alerts").startswith(paths.anomaly_alerts)
+    with pytest.raises(ValueError, match="unknown Gold table"):
+        paths.gold_table("typo")
+
+
+def test_local_only_settings_stay_off_object_stores(tmp_path):
+    local = spark_conf(GoldConfig.from_env({}, lakehouse_root=str(tmp_path)))
+    s3 = spark_conf(GoldConfig.from_env({"S3_ENDPOINT": "http://127.0.0.1:9000"}, lakehouse_root="s3a://b/l"))
+    assert local["spark.hadoop.fs.file.impl"] == "org.apache.hadoop.fs.RawLocalFileSystem"
+    assert "spark.hadoop.fs.file.impl" not in s3
+    assert "hadoop-aws" in s3["spark.jars.packages"] and "hadoop-aws" not in local["spark.jars.packages"]
+    assert s3["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9000"
+    assert not any("secret" in key.lower() for key in s3)
+    assert local["spark.sql.session.timeZone"] == s3["spark.sql.session.timeZone"] == "UTC"

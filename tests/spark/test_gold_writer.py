@@ -1,0 +1,97 @@
+"""The Gold tables' foreachBatch writer, called as Spark calls it (a DataFrame and a batch id) on a
+real Delta table: a batch with rows is one commit marked with (query id, batch id), an empty batch
+is no commit, a replayed batch is skipped by Delta."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from flight_gold.spark.schemas import GOLD_SCHEMAS
+from flight_gold.spark.sink import GoldTableWriter, ensure_gold_table
+
+TABLE = "flight_phase_counts"
+
+
+def rows(spark, *phases_and_counts):
+    data = [
+        (datetime(2024, 5, 1, 10, m), datetime(2024, 5, 1, 10, m + 1), phase, count, 1000.0, 500.0)
+        for m, (phase, count) in enumerate(phases_and_counts)
+    ]
+    return spark.createDataFrame(data, GOLD_SCHEMAS[TABLE])
+
+
+def txns(path: str) -> list[tuple[str, int]]:
+    """(appId, version) of every txn action, in commit order."""
+    marks = []
+    for commit in sorted((Path(path) / "_delta_log").glob("[0-9]" * 20 + ".json")):
+        for line in commit.read_text().splitlines():
+            action = json.loads(line)
+            if "txn" in action:
+                marks.append((action["txn"]["appId"], action["txn"]["version"]))
+    return marks
+
+
+def versions(spark, path: str) -> int:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.forPath(spark, path).history().count()
+
+
+@pytest.fixture
+def table(spark, lakehouse):
+    ensure_gold_table(spark, lakehouse, TABLE)
+    return lakehouse.paths.gold_table(TABLE)
+
+
+def test_batches_with_rows_commit_once_each_and_empty_batches_not_at_all(spark, table):
+    query_id = str(uuid.uuid4())
+    writer = GoldTableWriter(table)
+    writer.bind(SimpleNamespace(id=query_id))
+    created = versions(spark, table)
+
+    writer(rows(spark, ("CRUISE", 3), ("CLIMB", 2)), 0)
+    writer(rows(spark).limit(0), 1)
+    writer(rows(spark, ("DESCENT", 5)), 2)
+    assert versions(spark, table) == created + 2
+    assert txns(table) == [(query_id, 0), (query_id, 2)]
+
+    # A crash after the commit and before the checkpoint recorded the batch: Spark calls the
+    # writer again with the same batch id, and Delta skips it.
+    writer(rows(spark, ("DESCENT", 5)), 2)
+    assert versions(spark, table) == created + 2
+    got = sorted((r.flight_phase, r.flight_count) for r in spark.read.format("delta").load(table).collect())
+    assert got == [("CLIMB", 2), ("CRUISE", 3), ("DESCENT", 5)]
+
+
+def test_a_writer_never_bound_to_its_query_fails_clearly(spark, table, monkeypatch):
+    writer = GoldTableWriter(table)
+    monkeypatch.setattr(writer._bound, "wait", lambda timeout: False)
+    with pytest.raises(RuntimeError, match="never bound to its query"):
+        writer(rows(spark, ("CRUISE", 1)), 0)
+
+
+def test_a_creation_killed_before_its_first_commit_is_started_again(spark, lakehouse):
+    # What a kill -9 in DeltaTable.createIfNotExists left in the 20-kill loop: folders, no file.
+    path = Path(lakehouse.paths.gold_table(TABLE))
+    (path / "_delta_log" / "_staged_commits").mkdir(parents=True)
+    ensure_gold_table(spark, lakehouse, TABLE)
+    assert sorted(p.name for p in (path / "_delta_log").glob("*.json")) == ["00000000000000000000.json"]
+    assert spark.read.format("delta").load(str(path)).schema == GOLD_SCHEMAS[TABLE]
+    ensure_gold_table(spark, lakehouse, TABLE)  # an existing table is left as it is
+    assert versions(spark, str(path)) == 1
+
+
+def test_a_log_with_files_is_never_removed(spark, lakehouse):
+    # Not a creation cut short: Delta's own error stands and the file stays.
+    path = Path(lakehouse.paths.gold_table(TABLE))
+    (path / "_delta_log").mkdir(parents=True)
+    (path / "_delta_log" / "00000000000000000000.json").write_text("not json\n")
+    with pytest.raises(Exception):  # noqa: B017 - Delta's own error, whatever Py4J wraps it in
+        ensure_gold_table(spark, lakehouse, TABLE)
+    assert (path / "_delta_log" / "00000000000000000000.json").read_text() == "not json\n"

@@ -1,0 +1,101 @@
+"""The job's available-now-loop driver (flight_gold.spark.runner.run_streams) with stand-in queries:
+run cadence, stop between and during runs, a failed run ends the loop. Spark itself is exercised
+by tests/e2e/test_streaming_job.py."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from flight_gold.core.config import GoldConfig
+from flight_gold.spark import runner
+
+
+class FakeQuery:
+    """Active for `runs_for` seconds after its start, then finished (or failed)."""
+
+    def __init__(self, name: str, runs_for: float, error: Exception | None = None):
+        self.name, self.error = name, error
+        self.ends_at = time.monotonic() + runs_for
+        self.stopped = False
+
+    @property
+    def isActive(self) -> bool:  # noqa: N802 (PySpark's API)
+        return not self.stopped and time.monotonic() < self.ends_at
+
+    def exception(self):
+        return self.error if not self.isActive else None
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+class Starts:
+    """Stands in for flight_gold.spark.queries.start_queries and records each call."""
+
+    def __init__(self, fail_on_run: int | None = None, stop_on_run: tuple | None = None):
+        self.calls: list[tuple[float, str, bool]] = []
+        self.fail_on_run, self.stop_on_run = fail_on_run, stop_on_run
+        self.queries: list[FakeQuery] = []
+
+    def __call__(self, spark, config, first_start=True):
+        self.calls.append((time.monotonic(), config.trigger, first_start))
+        run, runs_for = len(self.calls), 0.05
+        if self.stop_on_run and run == self.stop_on_run[0]:
+            # A stop while this run's queries are busy (they would run for a minute).
+            self.stop_on_run[1].set()
+            runs_for = 60
+        error = RuntimeError("boom") if run == self.fail_on_run else None
+        self.queries = [FakeQuery(name, runs_for, error) for name in config.queries]
+        return self.queries
+
+
+@pytest.fixture
+def job():
+    return runner
+
+
+def config(interval: str) -> GoldConfig:
+    return GoldConfig.from_env({}, trigger="available-now-loop", trigger_interval=interval)
+
+
+def test_runs_available_now_once_per_interval_until_stopped(job, monkeypatch):
+    starts = Starts()
+    monkeypatch.setattr(runner, "start_queries", starts)
+    stop = threading.Event()
+    threading.Timer(1.5, stop.set).start()
+    assert job.run_streams(None, config("0.4 seconds"), stop) == job.EXIT_OK
+    times = [t for t, _, _ in starts.calls]
+    assert 3 <= len(times) <= 5
+    # An interval counts from a run's start; stop.wait never returns early.
+    assert all(b - a >= 0.4 for a, b in zip(times, times[1:]))
+    assert {trigger for _, trigger, _ in starts.calls} == {"available-now"}
+    assert [first for _, _, first in starts.calls] == [True] + [False] * (len(times) - 1)
+
+
+def test_a_stop_during_a_run_stops_its_queries_and_starts_no_other(job, monkeypatch):
+    stop = threading.Event()
+    starts = Starts(stop_on_run=(2, stop))
+    monkeypatch.setattr(runner, "start_queries", starts)
+    began = time.monotonic()
+    assert job.run_streams(None, config("0.1 seconds"), stop) == job.EXIT_OK
+    assert time.monotonic() - began < 30
+    assert len(starts.calls) == 2
+    assert len(starts.queries) == 2 and all(q.stopped for q in starts.queries)
+
+
+def test_a_failed_run_ends_the_loop_with_exit_code_1(job, monkeypatch):
+    starts = Starts(fail_on_run=2)
+    monkeypatch.setattr(runner, "start_queries", starts)
+    assert job.run_streams(None, config("0.1 seconds"), threading.Event()) == job.EXIT_QUERY_FAILED
+    assert len(starts.calls) == 2
+
+
+def test_other_triggers_start_the_queries_once(job, monkeypatch):
+    starts = Starts()
+    monkeypatch.setattr(runner, "start_queries", starts)
+    cfg = GoldConfig.from_env({}, trigger="available-now")
+    assert job.run_streams(None, cfg, threading.Event()) == job.EXIT_OK
+    assert [(trigger, first) for _, trigger, first in starts.calls] == [("available-now", True)]

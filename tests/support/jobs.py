@@ -1,0 +1,162 @@
+"""Shared by the reliability tests: Silver_ML frames, the Gold job as a real process, its logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from deltalake import write_deltalake
+
+from flight_gold.core.config import GoldConfig
+from flight_gold.lake.schemas import SILVER_ML_ARROW_SCHEMA
+from flight_gold.spark.progress import PROGRESS_PREFIX, SUMMARY_PREFIX
+from support.expected import read_delta
+
+REPO = Path(__file__).resolve().parents[2]
+JOB = REPO / "jobs" / "streaming_gold.py"
+START = pd.Timestamp("2024-05-01T10:00:00Z")
+TABLES = ("flight_phase_counts", "anomaly_alerts")
+PHASES = ["GROUND", "TAKEOFF", "CLIMB", "CRUISE", "DESCENT", "TRANSITION"]
+COUNTRIES = ["France", "Germany", "Spain", "Italy"]
+
+
+def lakehouse_config(root: Path) -> GoldConfig:
+    return GoldConfig.from_env({}, lakehouse_root=str(root), spark_master="local[2]")
+
+
+def silver_frame(n: int, start: pd.Timestamp, span_s: float, seed: int) -> pd.DataFrame:
+    """`n` Silver_ML rows spread over `span_s` seconds from `start`, in event-time order, with
+    a few altitude and velocity anomalies."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({c: pd.Series([None] * n, dtype=object) for c in SILVER_ML_ARROW_SCHEMA.names})
+    offsets_us = np.sort(rng.integers(0, int(span_s * 1e6), n))
+    df["event_timestamp"] = (start + pd.to_timedelta(offsets_us, unit="us")).astype("datetime64[us, UTC]")
+    df["icao24"] = rng.choice([f"{i:06x}" for i in range(40)], n)
+    df["origin_country"] = rng.choice(COUNTRIES, n)
+    df["flight_phase"] = rng.choice(PHASES, n)
+    df["altitude_meters"] = rng.uniform(-200, 12500, n).astype("float32")
+    df["velocity_kmh"] = np.round(rng.uniform(0, 1050, n), 2)
+    return df
+
+
+def append_silver(config: GoldConfig, df: pd.DataFrame, schema: pa.Schema = SILVER_ML_ARROW_SCHEMA) -> None:
+    table = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
+    # from_pandas reads NaN as null: float columns are converted again so that a NaN stays a NaN.
+    for i, field in enumerate(schema):
+        if pa.types.is_floating(field.type) and df[field.name].dtype.kind == "f":
+            table = table.set_column(
+                i, field, pa.array(df[field.name].to_numpy(), type=field.type, from_pandas=False)
+            )
+    write_deltalake(config.paths.silver_flights_ml, table, mode="append")
+
+
+def job_command(config: GoldConfig, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        str(JOB),
+        "--lakehouse-root",
+        config.lakehouse_root,
+        "--master",
+        "local[2]",
+        *extra,
+    ]
+
+
+def run_job(config: GoldConfig, *extra: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """One available-now run to its end."""
+    return subprocess.run(
+        job_command(config, "--trigger", "available-now", *extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_job(config: GoldConfig, log: Path, *extra: str) -> subprocess.Popen:
+    """A processing-time run in its own process group (Python driver and Spark JVM), stderr to `log`."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            job_command(config, "--trigger", "processing-time", "--trigger-interval", "1 second", *extra),
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+            start_new_session=True,
+        )
+
+
+def kill9(proc: subprocess.Popen) -> None:
+    """kill -9 of the whole job: the Python driver and its Spark JVM at the same instant."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=60)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 300) -> int:
+    """SIGTERM, as Airflow stops the task; waits for the clean stop."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill9(proc)
+        raise
+
+
+def progress(stderr: str) -> list[dict]:
+    return [
+        json.loads(line.split(PROGRESS_PREFIX, 1)[1])
+        for line in stderr.splitlines()
+        if f" {PROGRESS_PREFIX} " in line
+    ]
+
+
+def summary(stderr: str) -> dict:
+    lines = [line for line in stderr.splitlines() if f" {SUMMARY_PREFIX} " in line]
+    assert lines, "no summary line in the job's log"
+    return json.loads(lines[-1].split(SUMMARY_PREFIX, 1)[1])
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("streaming_gold: ")]
+
+
+def gold(config: GoldConfig) -> dict[str, pd.DataFrame]:
+    return {t: read_delta(config.paths.gold_table(t)) for t in TABLES}
+
+
+def tree(path: str | Path) -> dict[str, tuple[int, int]]:
+    """Every file under `path` with its size and modification time: 'untouched' means equal."""
+    root = Path(path)
+    if not root.exists():
+        return {}
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def wait_for(condition, timeout: float, interval: float = 0.5, what: str = "condition"):
+    """Polls until `condition()` is truthy (returns it) or fails after `timeout` seconds: a bound
+    on waiting for the job, not a speed assertion."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
