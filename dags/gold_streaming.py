@@ -18,6 +18,7 @@ Triggered by hand (**Trigger** button, top right). Two tasks:
 | Trigger | `continuous` (default): the streams run until you stop them. `continuous-low-latency`: the same, each window in Gold about one interval sooner for about 2x the CPU. `available-now`: process what Silver_ML holds, write every window the watermark has closed, finish. |
 | Trigger interval | micro-batch interval in the continuous modes (`10 seconds`) |
 | Queries | the Gold streams to run (both by default) |
+| Full refresh | off by default. Deletes every row of the chosen Gold tables and their checkpoints, then rebuilds them from all of Silver_ML: how new anomaly thresholds or windows reach history. A retry after the refresh finished resumes instead of refreshing again. |
 | Silver_ML wait timeout (s) | how long the sensor waits for Silver_ML |
 
 **Watching it**: the log of *run_gold_streams* shows one `gold_progress {...}` line per
@@ -31,7 +32,13 @@ no window twice.
 
 **Failures**: a crashed job is retried (with growing delays) and resumes from its checkpoints.
 Bad input (Silver_ML without a needed column, bad parameters) fails at once, without retry,
-with the reason in the log. Only one run is active at a time: two jobs must never share a
+with the reason in the log. So does a start that would corrupt Gold: a checkpoint deleted or
+moved while its Gold table holds rows, a setting baked into the stream's state (anomaly
+thresholds, shuffle partitions) changed since the checkpoint started, or a full refresh left
+unfinished; the log says what to run (usually a run with *Full refresh*).
+
+**Compaction**: the job compacts its Gold tables itself (OPTIMIZE every
+`GOLD_COMPACT_INTERVAL`, default 1 hour): it is the only writer of their logs. Only one run is active at a time: two jobs must never share a
 checkpoint, so a second trigger waits until the first run ends.
 """
 
@@ -68,6 +75,7 @@ def gold_streaming():
         trigger="{{ params.trigger }}",
         trigger_interval="{{ params.trigger_interval }}",
         queries="{{ params.queries | join(',') }}",
+        full_refresh="{{ params.full_refresh }}",
         doc_md="spark-submit jobs/streaming_gold.py; one `gold_progress` log line per micro-batch.",
     )
     wait_for_silver >> run_streams

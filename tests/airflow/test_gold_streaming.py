@@ -216,3 +216,67 @@ def test_the_py_files_zip_holds_the_package_without_bytecode(tmp_path):
     )
     assert sorted(n for n in names if n.endswith(".py")) == sources
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+# -- what the operators hand to spark-submit ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "connection, cores, local_tweak",
+    [
+        ({"conn_type": "spark", "host": "spark://10.1.2.3", "port": 7077}, ("1", "2"), None),
+        ({"conn_type": "spark", "host": "local[2]"}, (None, None), "1"),
+    ],
+)
+def test_the_spark_settings_follow_the_connections_master(
+    monkeypatch, tmp_path, connection, cores, local_tweak
+):
+    import json
+
+    from flight_gold.airflow.maintenance import GoldMaintenanceSubmitOperator
+    from flight_gold.airflow.streaming import GoldStreamingSubmitOperator
+    from flight_gold.airflow.submit import ship_project
+
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps(connection))
+    # The worker's SPARK_MASTER says the opposite of the connection: the connection wins.
+    other = "local[*]" if "spark://" in connection["host"] else "spark://elsewhere:7077"
+    monkeypatch.setenv("SPARK_MASTER", other)
+    monkeypatch.setenv("GOLD_MAINTENANCE_CORES_MAX", "2")
+    config = GoldConfig.from_env(lakehouse_root=str(tmp_path / "lake"))
+    operators = [
+        GoldStreamingSubmitOperator(task_id="stream", conn_id="spark_default"),
+        GoldMaintenanceSubmitOperator(task_id="maintain", conn_id="spark_default"),
+    ]
+    for operator, cap in zip(operators, cores):
+        ship_project(operator, config, str(tmp_path))
+        assert operator.conf.get("spark.cores.max") == cap, operator.task_id
+        assert operator.conf.get("spark.databricks.delta.snapshotPartitions") == local_tweak
+        assert operator.conf.get("spark.executor.cores") == ("1" if cap else None)
+
+
+def test_a_full_refresh_is_passed_on_the_first_try_and_on_retries_only_while_unfinished(env):
+    from types import SimpleNamespace
+
+    from flight_gold.airflow.streaming import GoldStreamingSubmitOperator
+
+    def asked(value, try_number):
+        operator = GoldStreamingSubmitOperator(task_id="run", full_refresh=value)
+        return operator.refresh_requested({"ti": SimpleNamespace(try_number=try_number)}, env)
+
+    assert asked("False", 1) is False and asked(False, 1) is False
+    assert asked("True", 1) is True and asked(True, 1) is True
+    # A retry after the refresh finished resumes from the new checkpoints: no second refresh.
+    assert asked("True", 2) is False
+    marker = Path(env.paths.refresh_marker("anomaly_alerts"))
+    marker.parent.mkdir(parents=True)
+    marker.write_text("{}")
+    assert asked("True", 2) is True
+    assert asked("False", 2) is False
+
+
+def test_the_trigger_form_has_an_unticked_full_refresh_that_asks_for_confirmation(env):
+    params = load_dag().params
+    assert params["full_refresh"] is False
+    param = params.get_param("full_refresh")
+    assert param.schema["type"] == "boolean" and param.schema["title"] == "Full refresh"
+    assert "Tick only if you mean it" in param.description

@@ -89,6 +89,14 @@ def streaming_params() -> dict[str, Param]:
             uniqueItems=True,
             title="Queries",
         ),
+        "full_refresh": Param(
+            False,
+            "Deletes every row of the chosen Gold tables and their checkpoints, then rebuilds "
+            "them from all of Silver_ML (how new thresholds or windows reach history). Tick only "
+            "if you mean it.",
+            type="boolean",
+            title="Full refresh",
+        ),
         "silver_wait_timeout": Param(
             DEFAULT_SILVER_WAIT_TIMEOUT_S,
             "Seconds to wait for the Silver_ML Delta table before the run fails.",
@@ -179,6 +187,7 @@ class GoldStreamingSubmitOperator(ProjectSparkSubmitOperator):
         "trigger",
         "trigger_interval",
         "queries",
+        "full_refresh",
     )
     ui_color = "#fff3e0"
     job_error_prefix = ERROR_PREFIX
@@ -189,6 +198,7 @@ class GoldStreamingSubmitOperator(ProjectSparkSubmitOperator):
         trigger: str = "continuous",
         trigger_interval: str | None = None,
         queries: str | Sequence[str] | None = None,
+        full_refresh: bool | str = False,
         stop_timeout: float = DEFAULT_STOP_TIMEOUT_S,
         application: str = STREAMING_JOB,
         name: str = APP_NAME,
@@ -198,6 +208,7 @@ class GoldStreamingSubmitOperator(ProjectSparkSubmitOperator):
         self.trigger = trigger
         self.trigger_interval = trigger_interval
         self.queries = queries
+        self.full_refresh = full_refresh
         self.stop_timeout = stop_timeout
         self._stop_requested = False
         self._stop_requested_at = 0.0
@@ -220,6 +231,26 @@ class GoldStreamingSubmitOperator(ProjectSparkSubmitOperator):
             queries=tuple(queries) if queries else None,
         )
 
+    def refresh_requested(self, context: Any, config: GoldConfig) -> bool:
+        """Whether this try passes --full-refresh. A retry does only while a refresh is
+        unfinished (its marker is there): once done, a retry resumes from the new checkpoints
+        instead of deleting the rows rebuilt so far."""
+        if str(self.full_refresh).strip().lower() not in ("true", "1", "yes", "on"):
+            return False
+        ti = context.get("ti") if hasattr(context, "get") else None
+        if getattr(ti, "try_number", 1) <= 1:
+            return True
+        from flight_gold.lake.documents import DocumentStore
+
+        unfinished = [
+            q for q in config.queries if DocumentStore(config.paths.refresh_marker(q), config).read_text()
+        ]
+        if not unfinished:
+            self.log.info(
+                "the full refresh finished on an earlier try: this try resumes from the checkpoints"
+            )
+        return bool(unfinished)
+
     def execute(self, context: Any) -> None:
         self._stop_requested = False
         config = self.job_config()
@@ -240,14 +271,16 @@ class GoldStreamingSubmitOperator(ProjectSparkSubmitOperator):
                 config.trigger_interval,
                 "--queries",
                 ",".join(config.queries),
+                *(["--full-refresh"] if self.refresh_requested(context, config) else []),
                 *(self.application_args or []),
             ]
             self.log.info(
-                "Gold streaming job: lakehouse %s, trigger %s%s, queries %s",
+                "Gold streaming job: lakehouse %s, trigger %s%s, queries %s%s",
                 config.lakehouse_root,
                 self.trigger,
                 f" every {config.trigger_interval}" if self.trigger != "available-now" else "",
                 ", ".join(config.queries),
+                ", FULL REFRESH" if "--full-refresh" in self.application_args else "",
             )
             handle = self.new_handle()
             if handle.deploy_mode == "cluster":

@@ -17,7 +17,7 @@ from typing import Any
 
 from flight_gold.core.contract import GOLD_TABLE_NAMES
 from flight_gold.core.errors import EXIT_BAD_INPUT
-from flight_gold.core.intervals import is_interval
+from flight_gold.core.intervals import interval_seconds, is_interval
 from flight_gold.core.paths import LakehousePaths, is_s3
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
@@ -30,6 +30,8 @@ QUERY_NAMES = GOLD_TABLE_NAMES
 # ends with the no-data batch that writes the windows its data closed, where a processing-time
 # query writes them one trigger later.
 JOB_TRIGGERS = ("processing-time", "available-now", "available-now-loop")
+# GOLD_COMPACT_INTERVAL values that turn the stream's own compaction off.
+COMPACTION_OFF = ("0", "off")
 
 
 class ConfigError(ValueError):
@@ -62,7 +64,19 @@ class GoldConfig:
     thresholds: AnomalyThresholds = field(default_factory=AnomalyThresholds)
     # Rows stamped further than this ahead of the wall clock are dropped (counted) before the
     # watermark sees them: one row from a bad clock would otherwise make every real row "late".
-    max_future_skew: str = "10 minutes"
+    # Well under both watermark delays (2 and 6 minutes): OpenSky stamps positions on its own
+    # servers, so a row from the future is a clock error, not traffic.
+    max_future_skew: str = "60 seconds"
+    # The streaming job compacts its own Gold tables (OPTIMIZE, right after an append) when the
+    # last compaction is older than this; "0" or "off" disables it. The stream is the only
+    # writer of a Gold table's log: see flight_gold.spark.compaction.
+    compact_interval: str = "1 hour"
+    # spark.cores.max of the streaming job and of the maintenance job on a spark:// master, so
+    # that both get executors on a small cluster (the compose worker has 2 cores).
+    spark_cores_max: int = 1
+    maintenance_cores_max: int = 1
+    # --full-refresh (a flag only, never from the environment: it deletes Gold rows).
+    full_refresh: bool = False
     jars_cache: str = DEFAULT_JARS_CACHE
     # S3A settings, used only when lakehouse_root is s3a://; credentials come from the standard
     # AWS environment variables (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), never from here.
@@ -84,6 +98,16 @@ class GoldConfig:
             value = getattr(self, name)
             if not is_interval(value):
                 raise ConfigError(f"{name} must look like '10 seconds' or '2 minutes', got {value!r}")
+        if self.compact_interval.strip().lower() not in COMPACTION_OFF and not is_interval(
+            self.compact_interval
+        ):
+            raise ConfigError(
+                f"compact_interval must look like '1 hour' or '30 minutes', or be 0/off, "
+                f"got {self.compact_interval!r}"
+            )
+        for name in ("spark_cores_max", "maintenance_cores_max"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.shuffle_partitions < 1:
             raise ConfigError(f"shuffle_partitions must be >= 1, got {self.shuffle_partitions}")
         if self.max_files_per_trigger is not None and self.max_files_per_trigger < 1:
@@ -95,6 +119,12 @@ class GoldConfig:
     @property
     def is_s3(self) -> bool:
         return is_s3(self.lakehouse_root)
+
+    @property
+    def compact_interval_s(self) -> float | None:
+        """Seconds between two compactions of a Gold table by the stream; None when off."""
+        value = self.compact_interval.strip().lower()
+        return None if value in COMPACTION_OFF else interval_seconds(value)
 
     @property
     def paths(self) -> LakehousePaths:
@@ -110,7 +140,7 @@ class GoldConfig:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for spec in _SETTINGS:
-            raw = env.get(spec.env)
+            raw = env.get(spec.env) if spec.env else None
             if raw is not None and raw != "":
                 values[spec.name] = spec.parse(raw, spec.env)
         thresholds = {}
@@ -130,11 +160,12 @@ class GoldConfig:
         """Adds one flag per setting; their defaults are None so that the environment shows through."""
         for spec in _SETTINGS:
             if spec.flag:
+                where = f"env {spec.env}; " if spec.env else ""
                 parser.add_argument(
                     spec.flag,
                     dest=spec.name,
                     default=None,
-                    help=spec.help + f" (env {spec.env}; default {getattr(cls, spec.name, None)!r})",
+                    help=spec.help + f" ({where}default {getattr(cls, spec.name, None)!r})",
                     **spec.argparse_kwargs,
                 )
 
@@ -211,7 +242,7 @@ def _parse_str(raw: str, name: str) -> str:
 @dataclass(frozen=True)
 class _Setting:
     name: str
-    env: str
+    env: str | None  # None: a flag only
     flag: str | None
     parse: Any
     help: str
@@ -281,6 +312,37 @@ _SETTINGS = (
         "--max-future-skew",
         _parse_str,
         "rows further ahead of the wall clock are dropped and counted",
+    ),
+    _Setting(
+        "compact_interval",
+        "GOLD_COMPACT_INTERVAL",
+        "--compact-interval",
+        _parse_str,
+        "the job compacts each Gold table (OPTIMIZE) when its last compaction is older than "
+        "this, e.g. '1 hour'; 0 or off: never",
+    ),
+    _Setting(
+        "spark_cores_max",
+        "GOLD_SPARK_CORES_MAX",
+        None,
+        _parse_int,
+        "spark.cores.max of the streaming job on a spark:// master",
+    ),
+    _Setting(
+        "maintenance_cores_max",
+        "GOLD_MAINTENANCE_CORES_MAX",
+        None,
+        _parse_int,
+        "spark.cores.max of the maintenance job on a spark:// master",
+    ),
+    _Setting(
+        "full_refresh",
+        None,
+        "--full-refresh",
+        _parse_bool,
+        "delete every row of the chosen Gold tables and their checkpoints, then rebuild them "
+        "from all of Silver_ML",
+        {"action": "store_const", "const": True},
     ),
     _Setting("jars_cache", "GOLD_JARS_CACHE", None, _parse_str, "Ivy cache for the Delta jars"),
     _Setting(

@@ -40,6 +40,11 @@ class LakehousePaths:
     def checkpoint(self, name: str) -> str:
         return join(self.root, CHECKPOINTS, GOLD_AGGREGATIONS, gold_table(name).name)
 
+    def refresh_marker(self, name: str) -> str:
+        """Beside the checkpoint folder (clearing the folder keeps it): present while a full
+        refresh of the table is unfinished (flight_gold.spark.refresh)."""
+        return self.checkpoint(name) + ".full_refresh"
+
     def alerts(self, file_name: str) -> str:
         return join(self.root, ALERTS, file_name)
 

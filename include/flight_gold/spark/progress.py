@@ -72,9 +72,14 @@ class ProgressLogger(StreamingQueryListener):
     watermarks of the batches before a restart."""
 
     def __init__(
-        self, config: GoldConfig | None = None, watermarks: dict[str, dict[int, int]] | None = None
+        self,
+        config: GoldConfig | None = None,
+        watermarks: dict[str, dict[int, int]] | None = None,
+        skipped_commits=None,
     ) -> None:
         self.config = config or GoldConfig()
+        # flight_gold.spark.upstream.SkippedCommitLog, or None.
+        self.skipped_commits = skipped_commits
         self.counters: dict[str, QueryCounters] = {}
         self._lock = threading.Lock()
         self._bucket_ms = bucket_ms()
@@ -142,6 +147,11 @@ class ProgressLogger(StreamingQueryListener):
                 "cumulative": c.as_dict(),
             }
         log.info("%s %s", PROGRESS_PREFIX, json.dumps(record, sort_keys=False))
+        if self.skipped_commits is not None and p.sources:
+            try:
+                self.skipped_commits.observe(p.sources[0].startOffset, p.sources[0].endOffset)
+            except Exception as exc:  # a log line must never stop the listener
+                log.debug("could not inspect the Silver_ML commits of batch %s: %s", p.batchId, exc)
 
     def onQueryIdle(self, event) -> None:
         pass

@@ -54,8 +54,21 @@ def packages(config: GoldConfig) -> list[str]:
     return pkgs
 
 
-def spark_conf(config: GoldConfig) -> dict[str, str]:
-    """Every Spark setting of the project, also used by the DAGs for spark-submit's --conf."""
+# Which job a Spark application runs: its core cap on a spark:// master differs.
+STREAM, MAINTENANCE = "stream", "maintenance"
+
+
+def is_local_master(master: str) -> bool:
+    return master.strip().startswith("local")
+
+
+def spark_conf(config: GoldConfig, master: str | None = None, role: str = STREAM) -> dict[str, str]:
+    """Every Spark setting of the project, also used by the DAGs for spark-submit's --conf.
+
+    `master` is the master the application really runs on (default: config.spark_master):
+    spark-submit's --master or the Airflow connection's, which the settings that only suit a
+    local master, or only a cluster, must follow."""
+    master = master or config.spark_master
     conf = {
         "spark.jars.packages": ",".join(packages(config)),
         "spark.jars.excludes": ",".join(DELTA_EXCLUDES),
@@ -74,12 +87,19 @@ def spark_conf(config: GoldConfig) -> dict[str, str]:
             "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider"
         ),
     }
-    if config.spark_master.startswith("local"):
+    if is_local_master(master):
         # Delta rebuilds a table's state in snapshotPartitions tasks (50, sized for clusters):
         # Silver_ML's when a stream starts, and a Gold table's in every micro-batch that writes to
         # it (the idempotent write reads the table's SetTransactions, and Delta 4.4 gets them
         # only by a full state reconstruction). On a few local cores those tasks are overhead.
         conf["spark.databricks.delta.snapshotPartitions"] = "1"
+    elif master.strip().startswith("spark://"):
+        # A standalone master gives an application every free core unless capped: the stream
+        # would leave none to the maintenance job (and the reverse). One core per executor so
+        # that the cap is reachable on a worker of any size.
+        cores = config.spark_cores_max if role == STREAM else config.maintenance_cores_max
+        conf["spark.cores.max"] = str(cores)
+        conf["spark.executor.cores"] = "1"
     if not config.is_s3:
         # Delta writes _delta_log through Hadoop's FileContext, whose local implementation is
         # checksummed too (a .crc per file, chmod/readlink processes per commit).
@@ -110,16 +130,31 @@ def spark_conf(config: GoldConfig) -> dict[str, str]:
     return conf
 
 
-def build_spark_session(config: GoldConfig, app_name: str = "flight-gold"):
+def launched_master() -> str | None:
+    """The master of a JVM spark-submit already launched (its --master, or the connection's
+    under Airflow), or None when this process launches its own."""
+    if not os.environ.get("SPARK_ENV_LOADED") and "SPARK_SUBMIT_OPTS" not in os.environ:
+        return None
+    from pyspark import SparkConf, SparkContext
+
+    # Connects to spark-submit's JVM (PYSPARK_GATEWAY_PORT); SparkConf() then reads the
+    # settings spark-submit gave it, before the session applies the project's on top.
+    SparkContext._ensure_initialized()
+    return SparkConf().get("spark.master", None)
+
+
+def build_spark_session(config: GoldConfig, app_name: str = "flight-gold", role: str = STREAM):
     """Returns a SparkSession with Delta enabled; reuses the active one if there is one
     (spark-submit, tests), applying the runtime settings to it."""
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
-    if not os.environ.get("SPARK_ENV_LOADED") and "SPARK_SUBMIT_OPTS" not in os.environ:
+    master = launched_master()
+    if master is None:
         # Under spark-submit the master comes from the command line; otherwise from config.
-        builder = builder.master(config.spark_master)
-    for key, value in spark_conf(config).items():
+        master = config.spark_master
+        builder = builder.master(master)
+    for key, value in spark_conf(config, master, role).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(config.log_level)
