@@ -160,3 +160,27 @@ def wait_for(condition, timeout: float, interval: float = 0.5, what: str = "cond
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def run_in_process(spark, config: GoldConfig, stop=None) -> int:
+    """The job's run (guards, queries, wait) in this test process's Spark session: what
+    jobs/streaming_gold.py does after parsing its flags, without a JVM start per run."""
+    import threading
+
+    from flight_gold.spark.runner import run_gold_streams
+
+    return run_gold_streams(spark, config, stop or threading.Event())
+
+
+def logged(caplog, prefix: str) -> list[dict]:
+    """The JSON payloads of the job's `prefix` log lines (gold_progress, gold_summary) caught by
+    pytest's caplog, oldest first."""
+    return [
+        json.loads(r.getMessage().split(prefix, 1)[1])
+        for r in caplog.records
+        if r.getMessage().startswith(prefix + " ")
+    ]
+
+
+def messages(caplog, level: int = 0) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= level]

@@ -275,7 +275,8 @@ def check_checkpoint_source(files: FileAccess, config: GoldConfig, silver_table_
             f"{offset['reservoirId']}) than the one now at {silver} (table id {silver_table_id}): "
             f"the table was deleted and re-created, and the checkpoint's offsets mean nothing in the "
             f"new one. Nothing was written. To keep the old results and its offsets, restore the old "
-            f"table; to process the new table from its start, move aside both the checkpoint "
+            f"table; to process the new table from its start, run with --full-refresh (it deletes "
+            f"the Gold rows of the old table with the checkpoint), or move aside both the checkpoint "
             f"{checkpoint} and the Gold table {config.paths.gold_table(name)} (its windows came from "
             f"the old table), then start the job again"
         )

@@ -129,8 +129,10 @@ def run_streams(
         code = run_restarting(spark, initial, stop, first_start=True, quiet=True)
         if code != EXIT_OK or stop.is_set():
             return code
+    # The initial run created the Gold tables of its queries and logged their starts.
+    first = set(fresh) != set(config.queries)
     if config.trigger != "available-now-loop":
-        return run_restarting(spark, config, stop, first_start=True)
+        return run_restarting(spark, config, stop, first_start=first)
     interval_s = interval_seconds(config.trigger_interval)
     run_config = config.replace(trigger="available-now")
     runs = 0
@@ -141,7 +143,9 @@ def run_streams(
     )
     while True:
         began = time.monotonic()
-        code = run_restarting(spark, run_config, stop, first_start=runs == 0, quiet=True, loop_config=config)
+        code = run_restarting(
+            spark, run_config, stop, first_start=first and runs == 0, quiet=True, loop_config=config
+        )
         runs += 1
         if code != EXIT_OK or stop.is_set():
             log.info("available-now-loop: %d runs", runs)
