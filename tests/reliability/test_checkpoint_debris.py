@@ -31,6 +31,11 @@ def touch(path: Path, data: bytes = b"") -> None:
     path.write_bytes(data)
 
 
+def metadata() -> bytes:
+    """A checkpoint's `metadata`: its query's id (each checkpoint has its own)."""
+    return b'{"id":"%s"}' % str(uuid.uuid4()).encode()
+
+
 # What a kill during batch 0 of a new checkpoint leaves -> what the job must report removing.
 DEBRIS = {
     "offsets temp file": (lambda cp: touch(cp / "offsets" / tmp_name("0")), ["offsets/"]),
@@ -54,7 +59,7 @@ DEBRIS = {
     ),
     "metadata, offsets temp file and state temp file": (
         lambda cp: (
-            touch(cp / "metadata", b'{"id":"8b1f0f52-54b4-4c2a-9d3c-4f5b52a1c0de"}'),
+            touch(cp / "metadata", metadata()),
             touch(cp / "offsets" / tmp_name("0")),
             touch(cp / "state" / "0" / "0" / tmp_name("1.delta")),
         ),
@@ -63,7 +68,7 @@ DEBRIS = {
     # Spark itself tolerates these: nothing to remove.
     "sources temp file": (lambda cp: touch(cp / "sources" / "0" / tmp_name("0")), []),
     "metadata only": (
-        lambda cp: touch(cp / "metadata", b'{"id":"8b1f0f52-54b4-4c2a-9d3c-4f5b52a1c0de"}'),
+        lambda cp: touch(cp / "metadata", metadata()),
         [],
     ),
 }

@@ -149,8 +149,9 @@ def test_an_unfinished_refresh_refuses_a_plain_start_and_a_new_refresh_completes
 
     assert run_in_process(spark, config) == 2
     assert refused(capsys) == [
-        f"streaming_gold: error: a full refresh of flight_phase_counts was started and not finished "
-        f"({config.paths.refresh_marker('flight_phase_counts')} is there): run with --full-refresh again"
+        f"streaming_gold: error: a full refresh of flight_phase_counts was started and not finished: "
+        f"run with --full-refresh again (its marker {config.paths.refresh_marker('flight_phase_counts')} "
+        f"says so)"
     ]
     assert state(config) == before
 

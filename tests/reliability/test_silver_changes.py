@@ -93,25 +93,27 @@ def test_a_burst_from_a_fast_clock_is_dropped_and_makes_no_row_late(spark, tmp_p
     now = pd.Timestamp(now_utc())
     burst = silver_frame(40, now + pd.Timedelta(minutes=4), 120, seed=72)
     v1 = pd.concat([silver_frame(60, now - pd.Timedelta(seconds=60), 20, seed=73), burst], ignore_index=True)
-    v2 = silver_frame(60, now - pd.Timedelta(seconds=40), 40, seed=74)
-    append_silver(config, v1)
-    append_silver(config, v2)
+    v2 = silver_frame(60, now - pd.Timedelta(seconds=40), 20, seed=74)
+    v3 = silver_frame(60, now - pd.Timedelta(seconds=20), 20, seed=75)
+    for version in (v1, v2, v3):
+        append_silver(config, version)
     caplog.set_level(logging.INFO)
-    # One Silver version per batch, so that v2 meets the watermark v1 set.
+    # One Silver version per batch: the burst's batch sets the watermark the batch after next
+    # filters late rows with (Spark filters with the previous batch's eviction watermark).
     assert run_in_process(spark, config.replace(max_files_per_trigger=1)) == 0
 
-    batches = [drop_future(v, now.to_pydatetime(), timedelta(seconds=60)) for v in (on_time, v1, v2)]
-    expected, late = streamed_gold([batches[0], batches[0].iloc[:0], batches[1], batches[2]])
+    batches = [drop_future(v, now.to_pydatetime(), timedelta(seconds=60)) for v in (on_time, v1, v2, v3)]
+    expected, late = streamed_gold([batches[0], batches[0].iloc[:0], *batches[1:]])
     for table, actual in gold(config).items():
         assert_gold_equal(actual, expected[table], table)
-        assert late[table] == [0, 0, 0, 0]
+        assert late[table] == [0, 0, 0, 0, 0]
         counters = summary(caplog)[table]
         assert counters["dropped_future_timestamp"] == len(burst)
         assert counters["late_rows_dropped"] == 0
     # With the old 10-minute default the burst would have passed: a watermark 2 to 4 minutes
-    # ahead of every real row, and v2 late for the phase counts.
-    old_expected, old_late = streamed_gold([on_time, on_time.iloc[:0], v1, v2])
-    assert old_late["flight_phase_counts"][3] == len(v2)
+    # ahead of every real row, and the on-time rows of v3 late for the phase counts.
+    _, old_late = streamed_gold([on_time, on_time.iloc[:0], v1, v2, v3])
+    assert old_late["flight_phase_counts"][4] == len(v3)
 
 
 class Stream(threading.Thread):

@@ -49,8 +49,8 @@ def check_no_unfinished_refresh(files: FileAccess, config: GoldConfig) -> None:
     for name in config.queries:
         if _marker_exists(files, config, name):
             raise UnfinishedRefreshError(
-                f"a full refresh of {name} was started and not finished "
-                f"({marker_path(config, name)} is there): run with --full-refresh again"
+                f"a full refresh of {name} was started and not finished: run with --full-refresh "
+                f"again (its marker {marker_path(config, name)} says so)"
             )
 
 
