@@ -136,7 +136,9 @@ def drained(caplog, rows: pd.DataFrame) -> bool:
     lines = logged(caplog, "gold_progress")
     return all(
         any(
-            p["query"] == t and p["watermark"] and pd.Timestamp(p["watermark"]) >= newest - DELAYS[t]
+            p["query"] == t
+            and p["watermark"]
+            and pd.Timestamp(p["watermark"]) >= (newest - DELAYS[t]).floor("ms")
             for p in lines
         )
         for t in TABLES

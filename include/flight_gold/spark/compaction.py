@@ -93,21 +93,19 @@ class Compactor:
     def __init__(self, spark, files: FileAccess, table: str, name: str, interval_s: float | None) -> None:
         self.spark, self.files, self.table, self.name, self.interval_s = spark, files, table, name, interval_s
 
-    def _state(self) -> CompactionState:
-        # Per process and table: the available-now-loop makes new writers every run.
-        with Compactor._lock:
-            state = Compactor._states.get(self.table)
-            if state is None:
-                state = Compactor._states[self.table] = read_compaction_state(self.files, self.table)
-            return state
-
     def appended(self, files_added: int = 1) -> None:
         """Called after each append: compacts when due. A failed compaction is logged and
         tried again one interval later; it never fails the batch, whose rows are committed."""
         if self.interval_s is None:
             return
-        state = self._state()
-        state.files_since += files_added
+        # Per process and table: the available-now-loop makes new writers every run.
+        with Compactor._lock:
+            state = Compactor._states.get(self.table)
+            if state is None:
+                # Read after this append's commit: the log already counts its files.
+                state = Compactor._states[self.table] = read_compaction_state(self.files, self.table)
+            else:
+                state.files_since += files_added
         if state.files_since < 2 or time.time() - state.last_compaction < self.interval_s:
             return
         began = time.monotonic()
@@ -121,6 +119,9 @@ class Compactor:
             return
         state.last_compaction, state.files_since = time.time(), 0
         before = metrics["files_considered"]
+        if not metrics["files_removed"]:
+            log.debug("compaction of %s: nothing to compact (%d files)", self.name, before)
+            return
         log.info(
             "compacted %s: %d files -> %d in %.1f s",
             self.name,
