@@ -57,10 +57,10 @@ def streaming_runs(ti, exclude_run_id: str | None = None) -> list[str]:
         if run_id == exclude_run_id:
             continue
         sensor, submit = tasks.get(STREAMING_SENSOR_TASK), tasks.get(STREAMING_TASK)
-        if submit in ACTIVE_STATES or sensor in ACTIVE_STATES or (sensor == "success" and submit is None):
-            # A task state left behind by a run that ended (marked by hand, cleared) is no stream.
-            if _state(ti.get_dagrun_state(STREAMING_DAG_ID, run_id)) in ("running", "queued"):
-                found.append(run_id)
+        at_work = submit in ACTIVE_STATES or sensor in ACTIVE_STATES or (sensor == "success" and submit is None)
+        # A task state left behind by a run that ended (marked by hand, cleared) is no stream.
+        if at_work and _state(ti.get_dagrun_state(STREAMING_DAG_ID, run_id)) in ("running", "queued"):
+            found.append(run_id)
     return sorted(found)
 
 
