@@ -57,7 +57,9 @@ def streaming_runs(ti, exclude_run_id: str | None = None) -> list[str]:
         if run_id == exclude_run_id:
             continue
         sensor, submit = tasks.get(STREAMING_SENSOR_TASK), tasks.get(STREAMING_TASK)
-        at_work = submit in ACTIVE_STATES or sensor in ACTIVE_STATES or (sensor == "success" and submit is None)
+        at_work = (
+            submit in ACTIVE_STATES or sensor in ACTIVE_STATES or (sensor == "success" and submit is None)
+        )
         # A task state left behind by a run that ended (marked by hand, cleared) is no stream.
         if at_work and _state(ti.get_dagrun_state(STREAMING_DAG_ID, run_id)) in ("running", "queued"):
             found.append(run_id)
