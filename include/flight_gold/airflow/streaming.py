@@ -234,6 +234,7 @@ class GoldStreamingSubmitOperator(ProjectSparkSubmitOperator):
         rendered = {name: getattr(self, name) for name in fields}
         try:
             ship_project(self, config, workdir)
+            self._ship_metrics(config)
             self.application_args = [
                 "--lakehouse-root",
                 config.lakehouse_root,
@@ -263,6 +264,14 @@ class GoldStreamingSubmitOperator(ProjectSparkSubmitOperator):
                 setattr(self, name, value)
             shutil.rmtree(workdir, ignore_errors=True)
             self._supervisor = None
+
+    def _ship_metrics(self, config: GoldConfig) -> None:
+        """The job's UI and Prometheus endpoint (GOLD_METRICS_PORT), on loopback for a local master."""
+        from flight_gold.spark.session import loopback_env, metrics_conf
+
+        self.conf = {**metrics_conf(config), **(self.conf or {})}
+        master = self.new_handle().master
+        self.env_vars = {**loopback_env(config, master), **(self.env_vars or {})}
 
     def _supervise(self, context: Any, config: GoldConfig) -> None:
         from flight_gold.airflow.supervisor import StoppedOnRequest, StreamSupervisor

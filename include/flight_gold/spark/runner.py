@@ -25,6 +25,7 @@ from flight_gold.core.errors import (
     cause_chain,
 )
 from flight_gold.core.intervals import interval_seconds
+from flight_gold.lake.metrics import MetricsWriter
 from flight_gold.spark.guards import CheckpointInUseError, GuardError, lock_checkpoints
 from flight_gold.spark.preflight import (
     SilverNotReadyError,
@@ -70,15 +71,33 @@ def run_gold_streams(spark: SparkSession, config: GoldConfig, stop: threading.Ev
             return refuse(exc, EXIT_CHECKPOINT_IN_USE)
         except (SilverNotReadyError, GuardError) as exc:
             return refuse(exc, EXIT_BAD_INPUT)
-        listener = ProgressLogger(config, recorded_watermarks(spark, config))
-        spark.streams.addListener(listener)
-        code = run_streams(spark, config, stop)
-        flush_listener_events(spark)
-        listener.log_summary()
+        log_metrics_endpoint(spark, config)
+        metrics = MetricsWriter(config).start()
+        try:
+            listener = ProgressLogger(config, recorded_watermarks(spark, config), metrics=metrics)
+            spark.streams.addListener(listener)
+            code = run_streams(spark, config, stop)
+            flush_listener_events(spark)
+            listener.log_summary()
+        finally:
+            metrics.close()
+        log.info(
+            "metrics: %d row(s) written to %s; progress lines: %d logged, %d left out of the log",
+            metrics.rows_written,
+            metrics.path,
+            listener.lines_logged,
+            sum(c["batches"] for c in listener.summary().values()) - listener.lines_logged,
+        )
         return code
     finally:
         for lock in locks:
             lock.release()
+
+
+def log_metrics_endpoint(spark: SparkSession, config: GoldConfig) -> None:
+    url = spark.sparkContext.uiWebUrl
+    if config.metrics_ui_port is not None and url:
+        log.info("Prometheus metrics of the streams: %s/metrics/prometheus", url.rstrip("/"))
 
 
 def refuse(exc: Exception, code: int) -> int:
