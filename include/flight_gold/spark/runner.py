@@ -126,9 +126,13 @@ def run_streams(spark: SparkSession, config: GoldConfig, stop: threading.Event) 
             start_queries(spark, run_config, first_start=runs == 0), stop, config, quiet=True
         )
         runs += 1
-        if code != EXIT_OK or stop.is_set():
+        if code != EXIT_OK:
             log.info("available-now-loop: %d runs", runs)
             return code
+        if stop.is_set():
+            # During the run (await_queries said whether it cut a batch) or as it was finishing.
+            log.info("available-now-loop: %d runs; stopped cleanly", runs)
+            return EXIT_OK
         if stop.wait(max(0.0, interval_s - (time.monotonic() - began))):
             log.info(
                 "stopped cleanly between two runs (%d runs): every window the watermark closed is written",
