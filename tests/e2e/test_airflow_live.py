@@ -13,7 +13,9 @@ Airflow for the whole module, in order:
    the run; the DAG gold_streaming_stop ends the run as success and nothing starts it again; Gold
    = the independent computation;
 3. bad input in continuous mode: given up at once, told once per channel, not retried;
-4. stopping Airflow ends every process it started.
+4. gold_housekeeping under the LocalExecutor: `airflow db clean` from a task, beside the running
+   scheduler, succeeds;
+5. stopping Airflow ends every process it started.
 """
 
 from __future__ import annotations
@@ -305,6 +307,16 @@ def test_bad_input_gives_up_once_without_retry(live):
     assert subjects(webhook)[told:] == [GAVE_UP] and inbox.subjects()[told:] == [GAVE_UP]
     assert "exit code 2: bad input or configuration" in webhook.delivered()[-1]
     assert job_processes(config) == []
+
+
+def test_housekeeping_runs_under_the_local_executor(live):
+    airflow = live[0]
+    airflow.wait_for_dags("gold_housekeeping")
+    airflow.unpause("gold_housekeeping")
+    run = airflow.trigger("gold_housekeeping")
+    airflow.wait_run("gold_housekeeping", run, task_ids=("clean_metadata", "clean_task_logs"))
+    log = airflow.task_log("gold_housekeeping", run, "clean_metadata", 1)
+    assert any("db clean:" in line for line in log), log[-30:]
 
 
 def test_stopping_airflow_ends_every_process_it_started(live):

@@ -87,7 +87,7 @@ class StreamSupervisor:
         """Runs the job until a stop request (returns StoppedOnRequest), Airflow's stop (raises
         the operator's exception), a give-up (raises AirflowFailException), or, in available-now
         mode, its end (returns the job's JobFailedError, or None)."""
-        cleared = self.stops.clear_older_than(self.run_started)
+        cleared = self._guarded("remove an older stop request", self.stops.clear_older_than, self.run_started)
         if cleared is not None:
             log.info(
                 "removed the stop request of %s (by %s): this run started after it",
@@ -95,7 +95,7 @@ class StreamSupervisor:
                 cleared.requested_by,
             )
         with self._lock:
-            self.health = self.health_store.load() or StreamHealth()
+            self.health = self._guarded("read the health document", self.health_store.load) or StreamHealth()
             self.health.supervising(self.dag_id, self.run_id, self.try_number, self.mode, utcnow())
             self._save_health()
         if self.continuous and self.try_number > 1:
@@ -165,7 +165,9 @@ class StreamSupervisor:
                 self._save_health()
             raise self.op.stopped_by_airflow(code)
         if self.stop_request is None:
-            self.stop_request = self.stops.pending_since(self.run_started)
+            self.stop_request = self._guarded(
+                "read the stop request", self.stops.pending_since, self.run_started
+            )
         if self.stop_request is not None:
             message = (
                 f"stopped on request: {self.stop_request.requested_by or 'a stop request'} at "
@@ -251,6 +253,15 @@ class StreamSupervisor:
             reap_job(self.op.handle)
 
     # -- helpers ----------------------------------------------------------------------------------
+
+    def _guarded(self, what: str, call, *args):
+        """`call(*args)`, or None when the lakehouse cannot be reached: the control documents must
+        never stop a stream (the watcher asks again two seconds later)."""
+        try:
+            return call(*args)
+        except Exception as exc:
+            log.warning("could not %s: %s", what, exc)
+            return None
 
     def _save_health(self) -> None:
         try:
