@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from flight_gold.spark.session import build_spark_session
 
     stop = stop_on_signals()
-    spark = build_spark_session(config, APP_NAME)
+    spark = build_spark_session(config, APP_NAME, metrics=True)
     try:
         return run_gold_streams(spark, config, stop)
     finally:

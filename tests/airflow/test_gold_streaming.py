@@ -20,7 +20,7 @@ from flight_gold.feed.writer import append_silver
 from support.expected import assert_gold_equal, expected_gold, read_delta
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "gold_streaming.py"
-SENSOR, SUBMIT = "wait_for_silver_ml", "run_gold_streams"
+GUARD, SENSOR, SUBMIT = "check_not_streaming", "wait_for_silver_ml", "run_gold_streams"
 START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 GOLD_TABLES = ("flight_phase_counts", "anomaly_alerts")
 
@@ -66,7 +66,7 @@ def test_available_now_run_writes_the_gold_tables_of_the_independent_computation
 
     state, tasks, _ = run(load_dag(), {"trigger": "available-now"})
 
-    assert (state, tasks) == ("success", {SENSOR: "success", SUBMIT: "success"})
+    assert (state, tasks) == ("success", {GUARD: "success", SENSOR: "success", SUBMIT: "success"})
     expected = expected_gold(silver)
     for table in GOLD_TABLES:
         actual = read_delta(env.paths.gold_table(table))
@@ -131,7 +131,7 @@ def test_a_crashed_job_is_retried_and_resumes_from_its_checkpoint(env, monkeypat
     watcher.join(timeout=10)
 
     assert crash and all(0 < n < commits for n in crash.values()), crash
-    assert (state, tasks) == ("success", {SENSOR: "success", SUBMIT: "success"})
+    assert (state, tasks) == ("success", {GUARD: "success", SENSOR: "success", SUBMIT: "success"})
     assert tries[SUBMIT] == 2
     expected = expected_gold(silver)
     for table in GOLD_TABLES:
@@ -141,7 +141,7 @@ def test_a_crashed_job_is_retried_and_resumes_from_its_checkpoint(env, monkeypat
 def test_sensor_times_out_naming_the_path_and_frees_its_slot_while_waiting(env, capfd):
     state, tasks, reschedules = run(load_dag(), {"trigger": "available-now", "silver_wait_timeout": 3})
 
-    assert (state, tasks) == ("failed", {SENSOR: "failed", SUBMIT: "upstream_failed"})
+    assert (state, tasks) == ("failed", {GUARD: "success", SENSOR: "failed", SUBMIT: "upstream_failed"})
     # Each wait was a reschedule: the sensor gave its worker slot back between pokes.
     assert len(reschedules) >= 1
     output = "".join(capfd.readouterr())
@@ -159,7 +159,7 @@ def test_only_the_named_query_runs(env):
 
     state, tasks, _ = run(load_dag(), {"trigger": "available-now", "queries": ["flight_phase_counts"]})
 
-    assert (state, tasks) == ("success", {SENSOR: "success", SUBMIT: "success"})
+    assert (state, tasks) == ("success", {GUARD: "success", SENSOR: "success", SUBMIT: "success"})
     assert_gold_equal(
         read_delta(env.paths.flight_phase_counts),
         expected_gold(silver)["flight_phase_counts"],
@@ -196,7 +196,7 @@ def test_a_missing_spark_connection_is_a_clear_error(env, monkeypatch, capfd):
 
     state, tasks, _ = run(load_dag(), {"trigger": "available-now"})
 
-    assert (state, tasks) == ("failed", {SENSOR: "success", SUBMIT: "failed"})
+    assert (state, tasks) == ("failed", {GUARD: "success", SENSOR: "success", SUBMIT: "failed"})
     assert "AirflowFailException: Airflow connection 'spark_default' is not defined" in "".join(
         capfd.readouterr()
     )

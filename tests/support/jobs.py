@@ -184,3 +184,44 @@ def logged(caplog, prefix: str) -> list[dict]:
 
 def messages(caplog, level: int = 0) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= level]
+
+
+def job_processes(config: GoldConfig) -> list:
+    """The Gold job's processes on this lakehouse, however started (python jobs/streaming_gold.py,
+    or spark-submit's JVM and the Python driver under it)."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter():
+        try:
+            cmdline = p.cmdline()
+        except psutil.Error:
+            continue
+        if "jobs/streaming_gold.py" in " ".join(cmdline) and config.lakehouse_root in cmdline:
+            found.append(p)
+    return found
+
+
+def kill9_processes(processes: list) -> list[int]:
+    """kill -9 of each process given (the job's JVM and its Python driver at once); their pids."""
+    import psutil
+
+    for p in processes:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    return [p.pid for p in processes]
+
+
+def committed_batches(config: GoldConfig, query: str) -> int:
+    """Batches committed by a query's checkpoint."""
+    folder = Path(config.paths.checkpoint(query)) / "commits"
+    ids = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+    return max(ids) + 1 if ids else 0
+
+
+def progress_lines(log_lines: list[str]) -> list[dict]:
+    """The gold_progress records of a task log's lines (the Airflow API gives one event a line)."""
+    marker = f"{PROGRESS_PREFIX} "
+    return [json.loads(line.split(marker, 1)[1]) for line in log_lines if marker in line]

@@ -17,7 +17,7 @@ from typing import Any
 
 from flight_gold.core.contract import GOLD_TABLE_NAMES
 from flight_gold.core.errors import EXIT_BAD_INPUT
-from flight_gold.core.intervals import interval_seconds, is_interval
+from flight_gold.core.intervals import duration_seconds, interval_seconds, is_duration, is_interval
 from flight_gold.core.paths import LakehousePaths, is_s3
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
@@ -83,6 +83,27 @@ class GoldConfig:
     s3_endpoint: str | None = None
     s3_path_style_access: bool = True
     log_level: str = "WARN"
+    # What a continuous run logs: per query at most one gold_progress line per this interval, plus
+    # every batch that wrote Gold or dropped rows ("0 seconds": every batch). A one-shot run
+    # (available-now) logs every batch: its log is bounded by its input, not by time.
+    progress_log_every: str = "1 minute"
+    # Rows of the job's per-batch metrics table (<root>/_metrics/gold_stream_progress) older than
+    # this are deleted by the job's hourly upkeep.
+    metrics_retention: str = "7 days"
+    # The driver's Spark UI port, which serves Prometheus metrics at /metrics/prometheus: a port,
+    # "0" for any free one (logged), "off" for no UI and no endpoint.
+    metrics_port: str = "4040"
+    # Supervision of the continuous modes by the Airflow task: the first restart delay after an
+    # unplanned stop, doubled at each stop in a row up to the cap.
+    stream_restart_delay: str = "5 seconds"
+    stream_restart_max_delay: str = "5 minutes"
+    # At most one message per alert channel per this interval about the stream itself; what
+    # happens in between is summarised in the next one. "0 seconds": no limit.
+    stream_alert_interval: str = "5 minutes"
+    # Gold is stale when its newest window lags what Silver_ML's data closes by more than this.
+    freshness_threshold: str = "10 minutes"
+    # gold_housekeeping removes Airflow metadata and task logs older than this many days.
+    airflow_retention_days: int = 30
 
     def __post_init__(self) -> None:
         if not self.lakehouse_root:
@@ -112,6 +133,32 @@ class GoldConfig:
             raise ConfigError(f"shuffle_partitions must be >= 1, got {self.shuffle_partitions}")
         if self.max_files_per_trigger is not None and self.max_files_per_trigger < 1:
             raise ConfigError(f"max_files_per_trigger must be >= 1, got {self.max_files_per_trigger}")
+        for name in (
+            "progress_log_every",
+            "metrics_retention",
+            "stream_restart_delay",
+            "stream_restart_max_delay",
+            "stream_alert_interval",
+            "freshness_threshold",
+        ):
+            value = getattr(self, name)
+            if not is_duration(value):
+                raise ConfigError(
+                    f"{name} must look like '30 seconds', '5 minutes' or '7 days', got {value!r}"
+                )
+        for name in ("metrics_retention", "stream_restart_max_delay", "freshness_threshold"):
+            if duration_seconds(getattr(self, name)) <= 0:
+                raise ConfigError(f"{name} must be longer than 0, got {getattr(self, name)!r}")
+        if duration_seconds(self.stream_restart_delay) > duration_seconds(self.stream_restart_max_delay):
+            raise ConfigError(
+                f"stream_restart_delay ({self.stream_restart_delay}) must not exceed "
+                f"stream_restart_max_delay ({self.stream_restart_max_delay})"
+            )
+        port = self.metrics_port.strip().lower()
+        if port != "off" and not (port.isdigit() and 0 <= int(port) <= 65535):
+            raise ConfigError(f"metrics_port must be a port number, 0 (any free port) or off, got {port!r}")
+        if self.airflow_retention_days < 1:
+            raise ConfigError(f"airflow_retention_days must be >= 1, got {self.airflow_retention_days}")
         t = self.thresholds
         if not (t.altitude_min_m < t.altitude_max_m and t.velocity_min_kmh < t.velocity_max_kmh):
             raise ConfigError(f"anomaly thresholds must have min < max, got {t}")
@@ -125,6 +172,12 @@ class GoldConfig:
         """Seconds between two compactions of a Gold table by the stream; None when off."""
         value = self.compact_interval.strip().lower()
         return None if value in COMPACTION_OFF else interval_seconds(value)
+
+    @property
+    def metrics_ui_port(self) -> int | None:
+        """The Spark UI port serving /metrics/prometheus; None when metrics_port is off."""
+        port = self.metrics_port.strip().lower()
+        return None if port == "off" else int(port)
 
     @property
     def paths(self) -> LakehousePaths:
@@ -354,6 +407,48 @@ _SETTINGS = (
     ),
     _Setting("s3_path_style_access", "S3_PATH_STYLE_ACCESS", None, _parse_bool, "S3A path-style access"),
     _Setting("log_level", "GOLD_SPARK_LOG_LEVEL", None, _parse_str, "Spark log level"),
+    _Setting(
+        "progress_log_every",
+        "GOLD_PROGRESS_LOG_EVERY",
+        "--progress-log-every",
+        _parse_str,
+        "continuous modes: at most one gold_progress line per query and interval, plus every batch "
+        "that wrote Gold or dropped rows ('0 seconds': every batch)",
+    ),
+    _Setting(
+        "metrics_retention",
+        "GOLD_METRICS_RETENTION",
+        "--metrics-retention",
+        _parse_str,
+        "age of the rows kept in the per-batch metrics table _metrics/gold_stream_progress",
+    ),
+    _Setting(
+        "metrics_port",
+        "GOLD_METRICS_PORT",
+        "--metrics-port",
+        _parse_str,
+        "driver port of the Spark UI and its Prometheus endpoint /metrics/prometheus "
+        "(0: any free port, off: none)",
+    ),
+    _Setting("stream_restart_delay", "GOLD_STREAM_RESTART_DELAY", None, _parse_str, "first restart delay"),
+    _Setting(
+        "stream_restart_max_delay", "GOLD_STREAM_RESTART_MAX_DELAY", None, _parse_str, "longest restart delay"
+    ),
+    _Setting(
+        "stream_alert_interval",
+        "GOLD_STREAM_ALERT_INTERVAL",
+        None,
+        _parse_str,
+        "at most one stream message per channel per interval",
+    ),
+    _Setting("freshness_threshold", "GOLD_FRESHNESS_THRESHOLD", None, _parse_str, "Gold staleness threshold"),
+    _Setting(
+        "airflow_retention_days",
+        "GOLD_AIRFLOW_RETENTION_DAYS",
+        None,
+        _parse_int,
+        "days of Airflow metadata and task logs kept",
+    ),
 )
 
 _THRESHOLD_ENV = {

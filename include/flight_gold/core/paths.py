@@ -15,6 +15,10 @@ SILVER_FLIGHTS_ML = "silver/flights_ml"
 GOLD_AGGREGATIONS = "gold/streaming_aggregations"
 CHECKPOINTS = "_checkpoints"
 ALERTS = "_alerts"
+# The stream's control and health documents (stop request, health, alert throttle).
+CONTROL = "_control"
+# Tables the job keeps about itself (per-batch metrics).
+METRICS = "_metrics"
 
 
 def join(root: str, *parts: str) -> str:
@@ -47,6 +51,12 @@ class LakehousePaths:
 
     def alerts(self, file_name: str) -> str:
         return join(self.root, ALERTS, file_name)
+
+    def control(self, file_name: str) -> str:
+        return join(self.root, CONTROL, file_name)
+
+    def metrics(self, table_name: str) -> str:
+        return join(self.root, METRICS, table_name)
 
     @property
     def flight_phase_counts(self) -> str:

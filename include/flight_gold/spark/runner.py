@@ -32,6 +32,7 @@ from flight_gold.core.errors import (
     cause_chain,
 )
 from flight_gold.core.intervals import interval_seconds
+from flight_gold.lake.metrics import MetricsWriter
 from flight_gold.spark.files import HadoopFiles
 from flight_gold.spark.guards import CheckpointBusyError, CheckpointInUseError, GuardError, lock_checkpoints
 from flight_gold.spark.preflight import (
@@ -89,17 +90,37 @@ def run_gold_streams(spark: SparkSession, config: GoldConfig, stop: threading.Ev
         # The session may be shared (tests): the checkpoints are created with this count.
         spark.conf.set("spark.sql.shuffle.partitions", str(config.shuffle_partitions))
         skipped = SkippedCommitLog(HadoopFiles(spark), config.paths.silver_flights_ml)
-        listener = ProgressLogger(config, recorded_watermarks(spark, config), skipped)
-        spark.streams.addListener(listener)
-        code = run_streams(spark, config, stop, fresh)
-        flush_listener_events(spark)
-        listener.log_summary()
+        log_metrics_endpoint(spark, config)
+        metrics = MetricsWriter(config).start()
+        try:
+            listener = ProgressLogger(
+                config, recorded_watermarks(spark, config), skipped_commits=skipped, metrics=metrics
+            )
+            spark.streams.addListener(listener)
+            code = run_streams(spark, config, stop, fresh)
+            flush_listener_events(spark)
+            listener.log_summary()
+        finally:
+            metrics.close()
+        log.info(
+            "metrics: %d row(s) written to %s; progress lines: %d logged, %d left out of the log",
+            metrics.rows_written,
+            metrics.path,
+            listener.lines_logged,
+            sum(c["batches"] for c in listener.summary().values()) - listener.lines_logged,
+        )
         return code
     finally:
         if listener is not None:
             spark.streams.removeListener(listener)
         for lock in locks:
             lock.release()
+
+
+def log_metrics_endpoint(spark: SparkSession, config: GoldConfig) -> None:
+    url = spark.sparkContext.uiWebUrl
+    if config.metrics_ui_port is not None and url:
+        log.info("Prometheus metrics of the streams: %s/metrics/prometheus", url.rstrip("/"))
 
 
 def refuse(exc: Exception, code: int) -> int:
@@ -147,9 +168,13 @@ def run_streams(
             spark, run_config, stop, first_start=first and runs == 0, quiet=True, loop_config=config
         )
         runs += 1
-        if code != EXIT_OK or stop.is_set():
+        if code != EXIT_OK:
             log.info("available-now-loop: %d runs", runs)
             return code
+        if stop.is_set():
+            # During the run (await_queries said whether it cut a batch) or as it was finishing.
+            log.info("available-now-loop: %d runs; stopped cleanly", runs)
+            return EXIT_OK
         if stop.wait(max(0.0, interval_s - (time.monotonic() - began))):
             log.info(
                 "stopped cleanly between two runs (%d runs): every window the watermark closed is written",

@@ -77,6 +77,8 @@ def spark_conf(config: GoldConfig, master: str | None = None, role: str = STREAM
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": str(config.shuffle_partitions),
+        # The streaming job turns the UI on for its Prometheus endpoint (metrics_conf); the other
+        # jobs need none.
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         # The Gold tables must stay readable by delta-rs (deltalake), which refuses v2 checkpoints
@@ -143,18 +145,68 @@ def launched_master() -> str | None:
     return SparkConf().get("spark.master", None)
 
 
-def build_spark_session(config: GoldConfig, app_name: str = "flight-gold", role: str = STREAM):
+# Prometheus metric names start with this instead of the application id, so that they stay the
+# same from one run of the job to the next: metrics_flight_gold_driver_spark_streaming_<query>_...
+METRICS_NAMESPACE = "flight_gold"
+PROMETHEUS_PATH = "/metrics/prometheus"
+PROMETHEUS_SERVLET = "org.apache.spark.metrics.sink.PrometheusServlet"
+
+
+def metrics_conf(config: GoldConfig) -> dict[str, str]:
+    """The driver's Spark UI with Spark's own streaming metrics on its Prometheus endpoint
+    (PrometheusServlet at /metrics/prometheus), or no UI at all when metrics_port is off.
+
+    The UI keeps little history (it is only there for the endpoint): a stream runs for weeks and
+    the UI's default retention of 1,000 jobs and stages costs memory and listener time per batch."""
+    port = config.metrics_ui_port
+    if port is None:
+        return {"spark.ui.enabled": "false"}
+    return {
+        "spark.ui.enabled": "true",
+        "spark.ui.port": str(port),
+        "spark.sql.streaming.metricsEnabled": "true",
+        "spark.metrics.namespace": METRICS_NAMESPACE,
+        "spark.metrics.conf.*.sink.prometheusServlet.class": PROMETHEUS_SERVLET,
+        "spark.metrics.conf.*.sink.prometheusServlet.path": PROMETHEUS_PATH,
+        "spark.ui.retainedJobs": "50",
+        "spark.ui.retainedStages": "50",
+        "spark.ui.retainedTasks": "1000",
+        "spark.ui.retainedDeadExecutors": "10",
+        "spark.sql.ui.retainedExecutions": "20",
+        "spark.sql.streaming.ui.retainedQueries": "10",
+        "spark.sql.streaming.ui.retainedProgressUpdates": "60",
+        "spark.ui.killEnabled": "false",
+    }
+
+
+def loopback_env(config: GoldConfig, master: str) -> dict[str, str]:
+    """SPARK_LOCAL_IP=127.0.0.1 for a local master: the driver (and its UI, which Spark binds to
+    SPARK_LOCAL_IP or else to every interface) listens on loopback only. On a cluster the driver
+    must be reachable by the executors, so nothing is set: see README, "Prometheus"."""
+    if config.metrics_ui_port is None or not master.startswith("local") or os.environ.get("SPARK_LOCAL_IP"):
+        return {}
+    return {"SPARK_LOCAL_IP": "127.0.0.1"}
+
+
+def build_spark_session(
+    config: GoldConfig, app_name: str = "flight-gold", role: str = STREAM, metrics: bool = False
+):
     """Returns a SparkSession with Delta enabled; reuses the active one if there is one
-    (spark-submit, tests), applying the runtime settings to it."""
+    (spark-submit, tests), applying the runtime settings to it. `metrics`: the streaming job's
+    UI and Prometheus endpoint (metrics_conf)."""
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
     master = launched_master()
     if master is None:
-        # Under spark-submit the master comes from the command line; otherwise from config.
+        # Under spark-submit the master comes from the command line; otherwise from config, and
+        # the JVM this process starts inherits its environment.
         master = config.spark_master
         builder = builder.master(master)
-    for key, value in spark_conf(config, master, role).items():
+        if metrics:
+            os.environ.update(loopback_env(config, master))
+    conf = {**spark_conf(config, master, role), **(metrics_conf(config) if metrics else {})}
+    for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(config.log_level)
