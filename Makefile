@@ -38,11 +38,16 @@ jars: $(JARS_STAMP)
 demo: $(JARS_STAMP)
 	$(BIN)/python scripts/demo.py
 
-test: $(JARS_STAMP)
-	$(BIN)/python -m pytest tests
+# Two workers, each taking whole modules (--dist loadscope): a module's fixtures (a live Airflow,
+# a stack) start once, and the long modules, scheduled first (tests/conftest.py), run side by side.
+PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
-test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not e2e" tests
+test: $(JARS_STAMP)
+	$(BIN)/python -m pytest $(XDIST) --durations=20 tests
+
+test-fast: $(JARS_STAMP)
+	$(BIN)/python -m pytest $(XDIST) -m "not slow and not e2e" tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

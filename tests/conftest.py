@@ -30,6 +30,14 @@ def pytest_configure(config):
     os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """Modules holding slow tests first, in their collection order, then the rest: with two
+    workers taking whole modules in this order, the long ones start at once and run side by side
+    instead of one of them starting last."""
+    slow_modules = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow_modules)
+
+
 @pytest.fixture(scope="session")
 def airflow_db():
     """A migrated Airflow metadata database (SQLite) in the session's Airflow home."""

@@ -31,6 +31,7 @@ from flight_gold.airflow.submit import (
 from flight_gold.core.config import ConfigError, parse_table_list
 from flight_gold.core.contract import GOLD_TABLE_NAMES
 from flight_gold.core.errors import EXIT_ALL_MISSING, EXIT_BAD_INPUT, EXIT_TABLE_FAILED
+from flight_gold.core.jobs import MAINTENANCE_APP_NAME, MAINTENANCE_ERROR_PREFIX
 from flight_gold.spark import maintenance as m
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ class GoldMaintenanceSubmitOperator(ProjectSparkSubmitOperator):
 
     template_fields: Sequence[str] = (*ProjectSparkSubmitOperator.template_fields, "tables", "request")
     ui_color = "#e8f5e9"
-    job_error_prefix = m.ERROR_PREFIX
+    job_error_prefix = MAINTENANCE_ERROR_PREFIX
     spark_role = "maintenance"
 
     def __init__(
@@ -229,7 +230,7 @@ class GoldMaintenanceSubmitOperator(ProjectSparkSubmitOperator):
         tables: Any = None,
         request: Any = None,
         application: str = MAINTENANCE_JOB,
-        name: str = m.APP_NAME,
+        name: str = MAINTENANCE_APP_NAME,
         **kwargs: Any,
     ) -> None:
         super().__init__(application=application, name=name, **kwargs)

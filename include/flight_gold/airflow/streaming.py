@@ -35,7 +35,7 @@ from flight_gold.airflow.submit import (
 from flight_gold.core.config import QUERY_NAMES, GoldConfig
 from flight_gold.core.errors import EXIT_BAD_INPUT
 from flight_gold.core.intervals import INTERVAL_PATTERN
-from flight_gold.spark.runner import APP_NAME, ERROR_PREFIX
+from flight_gold.core.jobs import STREAMING_APP_NAME, STREAMING_ERROR_PREFIX
 
 STREAMING_JOB = str(JOBS_DIR / "streaming_gold.py")
 
@@ -60,7 +60,7 @@ def streaming_params() -> dict[str, Param]:
     return {
         "trigger": Param(
             "continuous",
-            "continuous: the streams run until you stop the task (mark it failed, or stop the "
+            "continuous: the streams run until you stop them (the DAG gold_streaming_stop, or mark the "
             "run). continuous-low-latency: the same, but each window reaches Gold about one "
             "trigger interval sooner, for about twice the CPU (an available-now run every "
             "interval). available-now: process what Silver_ML holds now, write every window the "
@@ -192,7 +192,7 @@ class GoldStreamingSubmitOperator(ProjectSparkSubmitOperator):
         "full_refresh",
     )
     ui_color = "#fff3e0"
-    job_error_prefix = ERROR_PREFIX
+    job_error_prefix = STREAMING_ERROR_PREFIX
 
     def __init__(
         self,
@@ -203,7 +203,7 @@ class GoldStreamingSubmitOperator(ProjectSparkSubmitOperator):
         full_refresh: bool | str = False,
         stop_timeout: float = DEFAULT_STOP_TIMEOUT_S,
         application: str = STREAMING_JOB,
-        name: str = APP_NAME,
+        name: str = STREAMING_APP_NAME,
         **kwargs: Any,
     ) -> None:
         super().__init__(application=application, name=name, **kwargs)

@@ -40,6 +40,7 @@ from flight_gold.core.config import ConfigError, GoldConfig, parse_table_list
 from flight_gold.core.contract import GOLD_TABLE_NAMES
 from flight_gold.core.errors import EXIT_ALL_MISSING, EXIT_BAD_INPUT, EXIT_OK, EXIT_TABLE_FAILED, one_line
 from flight_gold.core.intervals import delta_interval_hours
+from flight_gold.core.jobs import MAINTENANCE_APP_NAME, MAINTENANCE_ERROR_PREFIX
 from flight_gold.spark.compaction import optimize
 from flight_gold.spark.delta_ops import (  # noqa: F401 - the constants are part of this module's interface
     RETENTION_CHECK_CONF,
@@ -308,9 +309,9 @@ def format_row(row: dict[str, Any]) -> str:
 
 # -- the job's command line ----------------------------------------------------------------------
 
-APP_NAME = "flight-gold-maintenance"
+APP_NAME = MAINTENANCE_APP_NAME
 # Prefix of the job's refusal on stderr, which the Airflow task quotes.
-ERROR_PREFIX = "maintenance:"
+ERROR_PREFIX = MAINTENANCE_ERROR_PREFIX
 
 
 def parse_args(argv: list[str] | None, doc: str) -> tuple[GoldConfig, MaintenanceRequest, str | None]:

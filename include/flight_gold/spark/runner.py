@@ -32,6 +32,7 @@ from flight_gold.core.errors import (
     cause_chain,
 )
 from flight_gold.core.intervals import interval_seconds
+from flight_gold.core.jobs import STREAMING_APP_NAME, STREAMING_ERROR_PREFIX
 from flight_gold.lake.metrics import MetricsWriter
 from flight_gold.spark.files import HadoopFiles
 from flight_gold.spark.guards import CheckpointBusyError, CheckpointInUseError, GuardError, lock_checkpoints
@@ -47,10 +48,10 @@ from flight_gold.spark.upstream import SkippedCommitLog, schema_change_version
 
 log = logging.getLogger("flight_gold.jobs.streaming_gold")
 
-APP_NAME = "flight-gold-streaming"
+APP_NAME = STREAMING_APP_NAME
 # Prefix of the lines the job prints to stderr when it refuses to start or a query fails: the
 # Airflow task quotes the last one as the reason.
-ERROR_PREFIX = "streaming_gold:"
+ERROR_PREFIX = STREAMING_ERROR_PREFIX
 # Restarts after a Silver_ML schema change with no committed batch in between, at most.
 MAX_SCHEMA_RESTARTS = 3
 # await_queries' answer when the queries stopped on a schema change and are to be started again.
