@@ -18,6 +18,7 @@ from flight_gold.core.config import GoldConfig
 from flight_gold.feed.synthetic import generate
 from flight_gold.feed.writer import append_silver
 from support.expected import assert_gold_equal, expected_gold, read_delta
+from support.jobs import committed_batches
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "gold_streaming.py"
 GUARD, SENSOR, SUBMIT = "check_not_streaming", "wait_for_silver_ml", "run_gold_streams"
@@ -74,11 +75,6 @@ def test_available_now_run_writes_the_gold_tables_of_the_independent_computation
         assert_gold_equal(actual, expected[table], table)
     for query in GOLD_TABLES:
         assert Path(env.paths.checkpoint(query), "commits").is_dir()
-
-
-def committed_batches(config: GoldConfig, query: str) -> int:
-    folder = Path(config.paths.checkpoint(query)) / "commits"
-    return len([p for p in folder.iterdir() if p.name.isdigit()]) if folder.is_dir() else 0
 
 
 def job_drivers(config: GoldConfig) -> list[psutil.Process]:

@@ -6,7 +6,6 @@ and the sensor of gold_streaming (and the replay service's health check) seeing 
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -24,14 +23,13 @@ from flight_gold.feed.synthetic import generate
 from flight_gold.feed.writer import append_silver
 from flight_gold.lake.checks import has_delta_commit, silver_ml_ready
 from flight_gold.lake.tables import open_table
-from flight_gold.spark.progress import PROGRESS_PREFIX
 from support.expected import assert_gold_equal, expected_gold
+from support.jobs import progress, run_job
 from support.s3_server import running_s3_server
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-JOB = REPO / "jobs" / "streaming_gold.py"
 START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 COMMIT = re.compile(r"_delta_log/\d{20}\.json$")
 
@@ -60,33 +58,8 @@ def bucket_of(config: GoldConfig) -> str:
     return config.lakehouse_root[len("s3a://") :].split("/")[0]
 
 
-def run_job(config: GoldConfig) -> subprocess.CompletedProcess:
-    # The job gets only the root on its command line: endpoint and credentials come from the
-    # environment, as in the compose stack.
-    return subprocess.run(
-        [
-            sys.executable,
-            str(JOB),
-            "--lakehouse-root",
-            config.lakehouse_root,
-            "--master",
-            "local[2]",
-            "--trigger",
-            "available-now",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
 def input_rows(stderr: str, query: str) -> int:
-    lines = [
-        json.loads(line.split(PROGRESS_PREFIX, 1)[1])
-        for line in stderr.splitlines()
-        if f" {PROGRESS_PREFIX} " in line
-    ]
-    return sum(line["input_rows"] for line in lines if line["query"] == query)
+    return sum(line["input_rows"] for line in progress(stderr) if line["query"] == query)
 
 
 def gold_on_s3(config: GoldConfig) -> dict[str, pd.DataFrame]:

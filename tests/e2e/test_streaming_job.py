@@ -4,7 +4,6 @@ with the independent DuckDB computation of tests/expected.py."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -21,40 +20,13 @@ from deltalake.exceptions import TableNotFoundError
 from flight_gold.feed.synthetic import generate
 from flight_gold.feed.writer import append_silver
 from flight_gold.lake.schemas import SILVER_ML_ARROW_SCHEMA
-from flight_gold.spark.progress import PROGRESS_PREFIX
 from support.expected import assert_gold_equal, expected_gold, read_delta
+from support.jobs import progress, run_job
 
 pytestmark = pytest.mark.e2e
 
 JOB = Path(__file__).resolve().parents[2] / "jobs" / "streaming_gold.py"
 START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
-
-
-def run_job(config, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            str(JOB),
-            "--lakehouse-root",
-            config.lakehouse_root,
-            "--master",
-            "local[2]",
-            "--trigger",
-            "available-now",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def progress(stderr: str) -> list[dict]:
-    return [
-        json.loads(line.split(PROGRESS_PREFIX, 1)[1])
-        for line in stderr.splitlines()
-        if f" {PROGRESS_PREFIX} " in line
-    ]
 
 
 def gold(config) -> dict[str, pd.DataFrame]:
