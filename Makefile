@@ -44,7 +44,7 @@ PYTEST_WORKERS ?= 2
 XDIST := -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 test: $(JARS_STAMP)
-	$(BIN)/python -m pytest $(XDIST) --durations=20 tests
+	$(BIN)/python -m pytest $(XDIST) --durations=20 --junitxml=test-output/junit.xml tests
 
 test-fast: $(JARS_STAMP)
 	$(BIN)/python -m pytest $(XDIST) -m "not slow and not e2e" tests
