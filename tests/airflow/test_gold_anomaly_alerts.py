@@ -6,12 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import threading
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email import message_from_string, policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,6 +17,7 @@ from flight_gold import alerting as alerts
 from flight_gold.airflow import alerts as airflow_alerts
 from flight_gold.core.config import GoldConfig
 from flight_gold.lake.schemas import GOLD_ARROW_SCHEMAS
+from support.receivers import WebhookServer, smtp_receiver
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILE = REPO / "dags" / "gold_anomaly_alerts.py"
@@ -31,84 +27,7 @@ RECIPIENTS = ["ops@example.com", "oncall@example.com"]
 SENDER = "flight-gold@example.com"
 
 
-# -- receivers ----------------------------------------------------------------------------------
-
-
-@dataclass
-class WebhookServer:
-    """A real HTTP server: records each POST, answers 500 to the first `failures` of them."""
-
-    failures: int = 0
-    requests: list[dict] = field(default_factory=list)
-    on_post: object = None
-
-    def start(self) -> WebhookServer:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                status = 500 if owner.failures > 0 else 200
-                owner.failures -= 1 if status == 500 else 0
-                record = {
-                    "path": self.path,
-                    "status": status,
-                    "body": json.loads(body),
-                    "content_type": self.headers.get("Content-Type"),
-                }
-                if owner.on_post:
-                    record["seen"] = owner.on_post()
-                owner.requests.append(record)
-                reply = b"ok" if status == 200 else b"internal_error"
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/placeholder"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
-
-    def delivered(self) -> list[str]:
-        return [r["body"]["text"] for r in self.requests if r["status"] == 200]
-
-
-class Inbox:
-    """aiosmtpd handler: keeps every message it accepts."""
-
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's naming
-        self.messages.append(
-            {
-                "from": envelope.mail_from,
-                "to": list(envelope.rcpt_tos),
-                "message": message_from_string(envelope.content.decode("utf-8"), policy=policy.default),
-            }
-        )
-        return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    # aiosmtpd's Controller needs the port before it starts (it probes it once up).
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+# -- receivers (tests/support/receivers.py) -----------------------------------------------------
 
 
 @pytest.fixture
@@ -120,14 +39,8 @@ def webhook():
 
 @pytest.fixture
 def smtp():
-    from aiosmtpd.controller import Controller
-
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    inbox.port = controller.port
-    yield inbox
-    controller.stop()
+    with smtp_receiver() as inbox:
+        yield inbox
 
 
 @pytest.fixture
