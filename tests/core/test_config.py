@@ -65,6 +65,7 @@ def test_flags_override_environment_which_overrides_defaults(tmp_path):
         ({"ANOMALY_VELOCITY_MAX_KMH": "fast"}, "ANOMALY_VELOCITY_MAX_KMH"),
         ({"ANOMALY_ALTITUDE_MIN_M": "20000"}, "thresholds"),
         ({"S3_PATH_STYLE_ACCESS": "maybe"}, "S3_PATH_STYLE_ACCESS"),
+        ({"GOLD_SNAPSHOT_PARTITIONS": "0"}, "snapshot_partitions"),
     ],
 )
 def test_bad_values_name_the_setting(env, named):
@@ -94,3 +95,13 @@ def test_local_only_settings_stay_off_object_stores(tmp_path):
     assert s3["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9000"
     assert not any("secret" in key.lower() for key in s3)
     assert local["spark.sql.session.timeZone"] == s3["spark.sql.session.timeZone"] == "UTC"
+
+
+def test_delta_state_is_rebuilt_in_one_task_on_any_master():
+    # A cluster's default of 50 tasks per state reconstruction runs in every micro-batch that
+    # writes Gold (see session.py); the tables are small on every master.
+    for master in ("local[2]", "spark://spark-master:7077"):
+        conf = spark_conf(GoldConfig.from_env({}, spark_master=master, lakehouse_root="s3a://b/l"))
+        assert conf["spark.databricks.delta.snapshotPartitions"] == "1"
+    conf = spark_conf(GoldConfig.from_env({"GOLD_SNAPSHOT_PARTITIONS": "8"}, lakehouse_root="s3a://b/l"))
+    assert conf["spark.databricks.delta.snapshotPartitions"] == "8"

@@ -54,6 +54,8 @@ class GoldConfig:
     # (a state store and a Gold file per partition and batch), and the state here is tiny (a few
     # hundred keys, bounded by the watermark). A checkpoint keeps the count it was created with.
     shuffle_partitions: int = 1
+    # Tasks Delta rebuilds a table's state in (spark.databricks.delta.snapshotPartitions).
+    snapshot_partitions: int = 1
     trigger: str = "processing-time"
     trigger_interval: str = "10 seconds"
     queries: tuple[str, ...] = QUERY_NAMES
@@ -84,8 +86,9 @@ class GoldConfig:
             value = getattr(self, name)
             if not is_interval(value):
                 raise ConfigError(f"{name} must look like '10 seconds' or '2 minutes', got {value!r}")
-        if self.shuffle_partitions < 1:
-            raise ConfigError(f"shuffle_partitions must be >= 1, got {self.shuffle_partitions}")
+        for name in ("shuffle_partitions", "snapshot_partitions"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_files_per_trigger is not None and self.max_files_per_trigger < 1:
             raise ConfigError(f"max_files_per_trigger must be >= 1, got {self.max_files_per_trigger}")
         t = self.thresholds
@@ -235,6 +238,13 @@ _SETTINGS = (
         _parse_int,
         "spark.sql.shuffle.partitions",
         {"type": int},
+    ),
+    _Setting(
+        "snapshot_partitions",
+        "GOLD_SNAPSHOT_PARTITIONS",
+        None,
+        _parse_int,
+        "spark.databricks.delta.snapshotPartitions: tasks of a Delta state reconstruction",
     ),
     _Setting(
         "trigger",

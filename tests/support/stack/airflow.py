@@ -41,6 +41,9 @@ class AirflowMixin:
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(af["health_port"]),
                 "SPARK_LOCAL_IP": "127.0.0.1",
+                # The driver's scratch space (a copy of every --packages jar): in the stack's
+                # folder, not in the machine's /tmp, where a killed driver would leave it.
+                "SPARK_LOCAL_DIRS": str(self.base / "spark" / "driver"),
                 "JAVA_HOME": java_home(),
                 "PYSPARK_PYTHON": str(VENV_BIN / "python"),
             }
@@ -104,8 +107,9 @@ class AirflowMixin:
         command = self.compose["services"][service]["command"]
         argv = [str(VENV_BIN / "airflow"), *command, *NATIVE_FLAGS.get(service, [])]
         # The scheduler, DAG processor and triggerer stop first: their tasks report their end
-        # through the API server and everything through PostgreSQL.
-        self.launch(service, argv, self.airflow_env(service), stop_phase=1)
+        # through the API server, and everything through PostgreSQL.
+        phase = 2 if service == "airflow-apiserver" else 1
+        self.launch(service, argv, self.airflow_env(service), stop_phase=phase)
 
     def scheduler_healthy(self) -> bool:
         port = self.info["endpoints"]["airflow"]["health_port"]

@@ -56,6 +56,7 @@ NATIVE_ONLY = {
     "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "the health check on loopback",
     "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": "a free port instead of 8974",
     "SPARK_LOCAL_IP": "Spark binds loopback (its RPC and UIs; all interfaces otherwise)",
+    "SPARK_LOCAL_DIRS": "Spark's scratch space in the stack's folder (a container's own /tmp)",
     "JAVA_HOME": "the image's JAVA_HOME",
     "PYSPARK_PYTHON": "the venv's Python (the image's python)",
     "PATH": "the venv's bin/ first (the image's PATH)",

@@ -36,8 +36,9 @@ class Proc:
     ready_s: float = 0.0
     # Signal to the leader before the session-wide SIGTERM (PostgreSQL: SIGINT = fast shutdown).
     graceful: str = ""
-    # Started in this order on stop's last phase (PostgreSQL is everyone's database).
-    stop_phase: int = 1
+    # stop() stops phase 1 first (the Airflow components that run or watch tasks), then 2 (the
+    # other services), then 3 (PostgreSQL, everyone's database).
+    stop_phase: int = 2
 
 
 class StackBase:

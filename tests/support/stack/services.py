@@ -179,6 +179,8 @@ class ServicesMixin:
             "JAVA_HOME": java_home(),
             "SPARK_HOME": str(pyspark_home()),
             "SPARK_LOCAL_IP": "127.0.0.1",
+            # Executors' scratch space (the jars they fetch): in the stack's folder, not in /tmp.
+            "SPARK_LOCAL_DIRS": str(self.base / "spark" / "local"),
             "SPARK_DAEMON_MEMORY": "512m",
             # The master's REST submission server (cluster deploy mode, not used by Python jobs)
             # would take the fixed port 6066.
