@@ -134,7 +134,7 @@ class StackBase:
     def members(self, name: str) -> list[int]:
         return procs.session_members(self.procs[name].pid)
 
-    def kill9(self, name: str) -> list[int]:
+    def kill9(self, name: str) -> dict[int, str]:
         """kill -9 of the component's whole session, as a container crash does: for the scheduler,
         every task process the LocalExecutor forked under it too."""
         victims = procs.kill_session(self.procs[name].pid)

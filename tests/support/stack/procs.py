@@ -140,10 +140,11 @@ def signal_all(pids: list[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
-def kill_session(sid: int) -> list[int]:
-    """kill -9 of every process of the session (a container crash), waiting until they are gone."""
-    victims = session_members(sid)
-    signal_all(victims, signal.SIGKILL)
+def kill_session(sid: int) -> dict[int, str]:
+    """kill -9 of every process of the session (a container crash), waiting until they are gone;
+    what was killed (pid -> command line)."""
+    victims = describe(session_members(sid))
+    signal_all(list(victims), signal.SIGKILL)
     wait_until(lambda: not session_members(sid), 30, f"session {sid} to die")
     return victims
 
