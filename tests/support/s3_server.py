@@ -36,6 +36,15 @@ class S3Server:
     access_key: str = ACCESS_KEY
     secret_key: str = SECRET_KEY
     region: str = REGION
+    pid: int | None = None
+
+    def down(self) -> None:
+        """An outage: the server stops listening and cuts its connections (data kept)."""
+        os.kill(self.pid, signal.SIGUSR1)
+
+    def up(self) -> None:
+        """The end of the outage: listening again on the same port."""
+        os.kill(self.pid, signal.SIGUSR2)
 
     @property
     def env(self) -> dict[str, str]:
@@ -83,7 +92,7 @@ def running_s3_server() -> Iterator[S3Server]:
     )
     try:
         port = _read_port(proc)
-        yield S3Server(endpoint=f"http://127.0.0.1:{port}")
+        yield S3Server(endpoint=f"http://127.0.0.1:{port}", pid=proc.pid)
     finally:
         proc.terminate()
         try:
