@@ -396,7 +396,10 @@ def s3_outage(stack: Stack, lake: Lake, stream: StreamRun) -> float:
     wait_for("new batches after the outage", committing_after(lake, before), STEP_S, details=stream.details)
     recovered = time.monotonic() - back
     lines = [line for t in range(try_before, stream.try_number() + 1) for line in stream.log(t)]
-    assert any("streaming_gold:" in line and "s3a://" in line for line in lines), lines[-40:]
+    endpoint = stack.info["endpoints"]["s3"]["url"].removeprefix("http://")
+    said = [line for line in lines if f"the S3 endpoint {endpoint}" in line]
+    assert any("storage unreachable:" in line for line in said), lines[-40:]
+    assert any("storage reachable again:" in line for line in said), lines[-40:]
     assert stack.alive("silver-replay"), log_tail(stack, "silver-replay")
     return recovered
 

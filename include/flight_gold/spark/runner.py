@@ -34,6 +34,7 @@ from flight_gold.spark.preflight import (
 )
 from flight_gold.spark.progress import ProgressLogger, flush_listener_events
 from flight_gold.spark.queries import start_queries
+from flight_gold.spark.watch import StallWatch, StorageWatch
 
 log = logging.getLogger("flight_gold.jobs.streaming_gold")
 
@@ -118,59 +119,6 @@ def run_streams(spark: SparkSession, config: GoldConfig, stop: threading.Event) 
             return EXIT_OK
 
 
-# A micro-batch running this long, and this many trigger intervals, is reported as stalled.
-STALL_MIN_S = 60.0
-STALL_INTERVALS = 6
-STALL_CHECK_EVERY_S = 2.0
-
-
-class StallWatch:
-    """Says, in one line per query, when a micro-batch runs far longer than its trigger interval
-    (storage unreachable, executors lost: Spark retries quietly), and when it completes. Spark
-    itself only warns, after the fact, that a batch "is falling behind"."""
-
-    def __init__(self, config: GoldConfig | None):
-        interval = interval_seconds(config.trigger_interval) if config else 0.0
-        self.after_s = max(STALL_MIN_S, STALL_INTERVALS * interval)
-        self.where = config.lakehouse_root if config else "the lakehouse"
-        self.interval = config.trigger_interval if config else "?"
-        self.seen: dict[str, tuple[object, float | None, bool]] = {}
-        self.next_check = 0.0
-
-    def check(self, queries) -> None:
-        now = time.monotonic()
-        if now < self.next_check:
-            return
-        self.next_check = now + STALL_CHECK_EVERY_S
-        for q in queries:
-            try:
-                status, last = q.status, q.lastProgress
-            except Exception:  # a query tearing down: nothing to say about it
-                continue
-            batch = last.get("batchId") if last else None
-            active = bool(status.get("isTriggerActive"))
-            previous, since, reported = self.seen.get(q.name, (batch, None, False))
-            if batch != previous and reported:
-                log.warning("query %s: the stalled micro-batch completed after %.0f s", q.name, now - since)
-            if batch != previous or not active:
-                since, reported = (now if active else None), False
-            elif since is None:
-                since = now
-            if active and not reported and now - since >= self.after_s:
-                log.warning(
-                    "query %s: micro-batch stalled for %.0f s (trigger interval %s), Spark says %r; "
-                    "is the storage (%s) or the cluster unreachable? Spark retries; the batch "
-                    "commits when it gets through",
-                    q.name,
-                    now - since,
-                    self.interval,
-                    status.get("message"),
-                    self.where,
-                )
-                reported = True
-            self.seen[q.name] = (batch, since, reported)
-
-
 def await_queries(
     queries, stop: threading.Event, config: GoldConfig | None = None, quiet: bool = False
 ) -> int:
@@ -178,10 +126,11 @@ def await_queries(
         return [q for q in queries if q.exception() is not None]
 
     stalls = StallWatch(config)
-    while not stop.wait(0.2):
-        if failed() or not any(q.isActive for q in queries):
-            break
-        stalls.check(queries)
+    with StorageWatch(config):
+        while not stop.wait(0.2):
+            if failed() or not any(q.isActive for q in queries):
+                break
+            stalls.check(queries)
     if stop.is_set():
         for q in queries:
             q.stop()
