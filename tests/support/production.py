@@ -174,12 +174,13 @@ def _key(country: str, window: str) -> tuple[str, str]:
 
 
 def slack_alerts(records_file: str) -> list[dict]:
-    """Each delivered Slack message: {"run_id", "breaches": [(window start, country), ...]}."""
+    """Each delivered anomaly alert on Slack: {"run_id", "breaches": [(window start, country)...]}."""
     out = []
     for record in read_records(records_file):
-        if record["status"] != 200:
+        lines = record["body"].get("text", "").splitlines()
+        # Other senders share the channel (the stream's supervision, freshness alerts).
+        if record["status"] != 200 or not lines or "*Flight anomaly alert*" not in lines[0]:
             continue
-        lines = record["body"]["text"].splitlines()
         breaches = [_key(m["country"], m["window"]) for line in lines if (m := _SLACK_LINE.match(line))]
         run = _RUN.search(lines[-1].rstrip("_"))
         run_id = run.group(1) if run else None
@@ -188,10 +189,12 @@ def slack_alerts(records_file: str) -> list[dict]:
 
 
 def mail_alerts(records_file: str) -> list[dict]:
-    """Each email: {"run_id", "breaches", "subject", "to"} from its plain-text part."""
+    """Each anomaly alert email: {"run_id", "breaches", "subject", "to"} from its plain-text part."""
     out = []
     for record in read_records(records_file):
         message = parse_mail(record)
+        if not str(message["Subject"]).startswith("[Flight Gold] Anomaly alert"):
+            continue
         text = message.get_body(("plain",)).get_content()
         lines = text.splitlines()
         breaches = []

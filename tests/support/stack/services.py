@@ -17,7 +17,6 @@ from support.stack import procs
 from support.stack.compose import translate_command
 from support.stack.core import REPO, VENV_BIN
 
-MAILPIT_VERSION = "v1.33.1"
 CACHE = REPO / ".cache"
 TESTS = REPO / "tests"
 
@@ -64,9 +63,9 @@ def pyspark_home() -> Path:
     return Path(pyspark.__file__).resolve().parent
 
 
-def ensure_mailpit(version: str = MAILPIT_VERSION) -> Path:
-    """Mailpit in .cache/bin, built with `go install` the first time (~5 minutes), offline from
-    the module cache afterwards."""
+def ensure_mailpit(version: str) -> Path:
+    """Mailpit `version` in .cache/bin, built with `go install` the first time (~5 minutes),
+    offline from the module cache afterwards."""
     binary, stamp = CACHE / "bin" / "mailpit", CACHE / "bin" / "mailpit.version"
     if binary.exists() and stamp.exists() and stamp.read_text().strip() == version:
         return binary
@@ -147,7 +146,8 @@ class ServicesMixin:
         if ep["kind"] == "mailpit":
             # compose's Mailpit, with compose's settings (MP_MAX_MESSAGES...).
             env = self.compose_env("mailpit")
-            binary = ensure_mailpit()
+            # The version of compose's image, built from its Go module.
+            binary = ensure_mailpit(self.compose["services"]["mailpit"]["image"].rsplit(":", 1)[1])
             argv = [
                 str(binary),
                 "--listen",
