@@ -1,6 +1,6 @@
 """Helpers of the production-stack test (tests/e2e/test_production_stack.py): the recording with
 injected anomalies the feed replays, reading the lakehouse on the stack's S3, the Spark master's
-view of the applications, and the breaches the alert messages name."""
+view of the applications, the streaming run, and the breaches the alert messages name."""
 
 from __future__ import annotations
 
@@ -15,14 +15,20 @@ from pathlib import Path
 
 import pandas as pd
 
+from flight_gold.airflow.defaults import STREAMING_DAG_ID
 from flight_gold.core.config import GoldConfig
 from flight_gold.feed.icao import countries_of
 from flight_gold.feed.opensky import load_recording
 from flight_gold.lake.tables import open_table
+from flight_gold.spark.progress import PROGRESS_PREFIX
+from flight_gold.spark.runner import APP_NAME as STREAM_APP
 from support.receivers import parse_mail, read_records
-from support.stack import procs
+from support.stack import Stack, procs
 
 GOLD_TABLES = ("flight_phase_counts", "anomaly_alerts")
+SUBMIT = "run_gold_streams"
+# A bound for each step on a shared, loaded 2-core machine, not a speed assertion.
+STEP_S = 900
 # Beyond the upstream filter's 15,000 m and 1,200 km/h, inside the anomaly bounds' 12,000 m and
 # 1,000 km/h: the rows reach Silver_ML and are anomalies.
 ANOMALOUS_ALTITUDE_FT = 42_000  # 12,802 m
@@ -214,6 +220,68 @@ def mail_alerts(records_file: str) -> list[dict]:
 
 def exactly_once(messages: list[dict]) -> Counter:
     return Counter(key for message in messages for key in message["breaches"])
+
+
+# -- the streaming run -----------------------------------------------------------------------------
+
+
+class StreamRun:
+    """The triggered gold_streaming run, seen through the REST API and the cluster."""
+
+    def __init__(self, stack: Stack, airflow, run_id: str):
+        self.stack, self.airflow, self.run_id = stack, airflow, run_id
+
+    def state(self, task_id: str = SUBMIT) -> str | None:
+        return self.airflow.task(STREAMING_DAG_ID, self.run_id, task_id)["state"]
+
+    def try_number(self) -> int:
+        return self.airflow.task(STREAMING_DAG_ID, self.run_id, SUBMIT)["try_number"]
+
+    def log(self, try_number: int | None = None) -> list[str]:
+        return self.airflow.log(STREAMING_DAG_ID, self.run_id, SUBMIT, try_number or self.try_number())
+
+    def progress(self, try_number: int | None = None) -> list[dict]:
+        marker = f"{PROGRESS_PREFIX} "
+        return [json.loads(line.split(marker, 1)[1]) for line in self.log(try_number) if marker in line]
+
+    def spread_app(self) -> dict | None:
+        """The stream's application once it has an executor on every worker."""
+        spark = self.stack.info["endpoints"]["spark"]
+        app = running_app(spark, STREAM_APP)
+        if app and len(set(executors_by_app(spark).get(app["id"], []))) == len(spark["worker_uis"]):
+            return app
+        return None
+
+    def details(self) -> str:
+        try:
+            ti = self.airflow.task(STREAMING_DAG_ID, self.run_id, SUBMIT)
+            lines = self.log(ti["try_number"]) if ti["try_number"] else []
+            head = f"--- {SUBMIT}: {ti['state']} (try {ti['try_number']})"
+            return "\n".join([head, *[line[:400] for line in lines[-40:]]])
+        except Exception as exc:  # diagnostics never hide the failure itself
+            return f"--- {SUBMIT}: {exc!r}"
+
+
+def log_tail(stack: Stack, name: str) -> str:
+    return procs.tail(stack.procs[name].log) if name in stack.procs else ""
+
+
+def wait_run(airflow, dag_id: str, run_id: str, expected: str = "success") -> None:
+    state = wait_for(
+        f"{dag_id} run {run_id}",
+        lambda: (s := airflow.run(dag_id, run_id)["state"]) in ("success", "failed") and s,
+        STEP_S,
+        details=lambda: "\n".join(f"{t['task_id']}: {t['state']}" for t in airflow.tasks(dag_id, run_id)),
+    )
+    assert state == expected, [(t["task_id"], t["state"]) for t in airflow.tasks(dag_id, run_id)]
+
+
+def committed(lake: Lake) -> dict[str, int]:
+    return {q: lake.committed_batches(q) for q in GOLD_TABLES}
+
+
+def committing_after(lake: Lake, before: dict[str, int], batches: int = 1):
+    return lambda: all(n >= before[q] + batches for q, n in committed(lake).items())
 
 
 # -- figures and waiting ---------------------------------------------------------------------------
