@@ -113,6 +113,11 @@ class Lake:
         df = self.table(self.config.paths.gold_table(name))
         return pd.DataFrame() if df is None else df
 
+    def history(self, name: str) -> list[dict]:
+        """The commitInfo of every commit of a Gold table."""
+        with self.with_env():
+            return open_table(self.config.paths.gold_table(name), self.config).history()
+
     def version(self, name: str) -> int | None:
         with self.with_env():
             table = open_table(self.config.paths.gold_table(name), self.config)
