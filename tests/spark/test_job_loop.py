@@ -1,6 +1,6 @@
 """The job's available-now-loop driver (flight_gold.spark.runner.run_streams) with stand-in queries:
 run cadence, stop between and during runs, a failed run ends the loop; what the job says while
-its queries wait (flight_gold.spark.watch). Spark itself is exercised
+its queries wait for the storage (flight_gold.spark.watch). Spark itself is exercised
 by tests/e2e/test_streaming_job.py."""
 
 from __future__ import annotations
@@ -100,61 +100,6 @@ def test_other_triggers_start_the_queries_once(job, monkeypatch):
     cfg = GoldConfig.from_env({}, trigger="available-now")
     assert job.run_streams(None, cfg, threading.Event()) == job.EXIT_OK
     assert [(trigger, first) for _, trigger, first in starts.calls] == [("available-now", True)]
-
-
-class BusyQuery:
-    """A query whose trigger is active and whose last progress is `batch` (None: none yet)."""
-
-    def __init__(self, name: str):
-        self.name, self.batch, self.active = name, 4, True
-
-    @property
-    def status(self) -> dict:
-        return {
-            "message": "Getting offsets from DeltaSource[s3a://lake/silver/flights_ml]",
-            "isTriggerActive": self.active,
-        }
-
-    @property
-    def lastProgress(self) -> dict:  # noqa: N802 (PySpark's API)
-        return {"batchId": self.batch}
-
-
-def test_a_stalled_micro_batch_is_reported_once_and_its_end_too(monkeypatch, caplog):
-    monkeypatch.setattr(watch, "STALL_MIN_S", 0.3)
-    monkeypatch.setattr(watch, "STALL_CHECK_EVERY_S", 0.0)
-    cfg = GoldConfig.from_env({}, lakehouse_root="s3a://lake", trigger_interval="0.01 seconds")
-    busy, idle = BusyQuery("anomaly_alerts"), BusyQuery("flight_phase_counts")
-    idle.active = False
-    stalls = watch.StallWatch(cfg)
-
-    def check_for(seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            stalls.check([busy, idle])
-            time.sleep(0.02)
-
-    with caplog.at_level("WARNING", logger=watch.log.name):
-        check_for(0.2)
-        assert caplog.messages == []  # active, but not for long yet
-        check_for(0.4)
-        (stalled,) = caplog.messages
-        assert stalled.startswith(
-            "query anomaly_alerts: micro-batch stalled for 0 s (trigger interval 0.01 seconds)"
-        )
-        assert "Getting offsets from DeltaSource[s3a://lake/silver/flights_ml]" in stalled
-        assert "is the storage (s3a://lake) or the cluster unreachable?" in stalled
-        check_for(0.4)
-        assert len(caplog.messages) == 1  # once per batch
-        busy.batch = 5
-        check_for(0.1)
-        assert caplog.messages[1].startswith("query anomaly_alerts: the stalled micro-batch completed after")
-    # A query idle for long (no new data) and then busy again is not "stalled" at once.
-    caplog.clear()
-    idle.active = True
-    with caplog.at_level("WARNING", logger=watch.log.name):
-        check_for(0.1)
-    assert not [m for m in caplog.messages if "flight_phase_counts" in m]
 
 
 def test_the_storage_going_away_and_coming_back_is_said_once_each(monkeypatch, caplog):

@@ -1,6 +1,6 @@
-"""What the Gold job says while its queries wait on something: the storage unreachable (a
-TCP probe of the S3 endpoint) and a micro-batch stalled far beyond its trigger interval. Spark
-retries S3 requests quietly and warns only after the fact that a batch "is falling behind"."""
+"""What the Gold job says while its queries wait for the storage: a thread probes the S3 endpoint
+(one TCP connection every few seconds). Spark retries S3 requests quietly, and warns only after
+the fact that a batch "is falling behind": an outage would otherwise leave no line in the log."""
 
 from __future__ import annotations
 
@@ -12,62 +12,8 @@ import time
 from urllib.parse import urlsplit
 
 from flight_gold.core.config import GoldConfig
-from flight_gold.core.intervals import interval_seconds
 
 log = logging.getLogger("flight_gold.jobs.streaming_gold")
-
-# A micro-batch running this long, and this many trigger intervals, is reported as stalled.
-STALL_MIN_S = 60.0
-STALL_INTERVALS = 6
-STALL_CHECK_EVERY_S = 2.0
-
-
-class StallWatch:
-    """Says, in one line per query, when a micro-batch runs far longer than its trigger interval
-    (storage unreachable, executors lost: Spark retries quietly), and when it completes. Spark
-    itself only warns, after the fact, that a batch "is falling behind"."""
-
-    def __init__(self, config: GoldConfig | None):
-        interval = interval_seconds(config.trigger_interval) if config else 0.0
-        self.after_s = max(STALL_MIN_S, STALL_INTERVALS * interval)
-        self.where = config.lakehouse_root if config else "the lakehouse"
-        self.interval = config.trigger_interval if config else "?"
-        self.seen: dict[str, tuple[object, float | None, bool]] = {}
-        self.next_check = 0.0
-
-    def check(self, queries) -> None:
-        now = time.monotonic()
-        if now < self.next_check:
-            return
-        self.next_check = now + STALL_CHECK_EVERY_S
-        for q in queries:
-            try:
-                status, last = q.status, q.lastProgress
-            except Exception:  # a query tearing down: nothing to say about it
-                continue
-            batch = last.get("batchId") if last else None
-            active = bool(status.get("isTriggerActive"))
-            previous, since, reported = self.seen.get(q.name, (batch, None, False))
-            if batch != previous and reported:
-                log.warning("query %s: the stalled micro-batch completed after %.0f s", q.name, now - since)
-            if batch != previous or not active:
-                since, reported = (now if active else None), False
-            elif since is None:
-                since = now
-            if active and not reported and now - since >= self.after_s:
-                log.warning(
-                    "query %s: micro-batch stalled for %.0f s (trigger interval %s), Spark says %r; "
-                    "is the storage (%s) or the cluster unreachable? Spark retries; the batch "
-                    "commits when it gets through",
-                    q.name,
-                    now - since,
-                    self.interval,
-                    status.get("message"),
-                    self.where,
-                )
-                reported = True
-            self.seen[q.name] = (batch, since, reported)
-
 
 # The storage endpoint is probed this often (one TCP connection), each probe waiting this long.
 PROBE_EVERY_S = 5.0
