@@ -1,11 +1,17 @@
 """
 ### Gold table maintenance: OPTIMIZE (compaction) and VACUUM (`gold_maintenance`)
 
-Every micro-batch of the Gold stream appends a few small files; left alone, the Gold tables grow
-into thousands of them and every read slows down. This DAG compacts them with Delta `OPTIMIZE`
-(bin-packing into one file per table) and deletes the files no recent version needs with
-`VACUUM`, while the stream keeps appending: compaction only rewrites files (dataChange=false) and
-the stream only adds files, so neither commit conflicts with the other.
+Every micro-batch of the Gold stream appends a few small files. The Gold stream compacts its own
+tables (Delta `OPTIMIZE`, every `GOLD_COMPACT_INTERVAL`, default 1 hour): it is the only process
+that commits to a Gold table's log. Two drivers committing to one table on S3 can overwrite each
+other's commit and silently lose a micro-batch, so this DAG never adds a second writer:
+
+- **VACUUM** (deletes the files no recent version needs) runs beside the stream on every root: it
+  writes nothing to the table's log (Delta's VACUUM START/END commits are turned off).
+- **OPTIMIZE** runs only on a local lakehouse while no stream runs (it takes the table's
+  checkpoint lock; a stream starting meanwhile waits for it). While a stream runs, and always on
+  an `s3a://` lakehouse, the table's OPTIMIZE is **skipped**, and the report says why ("the
+  running Gold stream compacts this table itself every 1 hour"). A skip is not a failure.
 
 **Schedule**: compaction at `GOLD_OPTIMIZE_SCHEDULE` (default `@hourly`), OPTIMIZE then VACUUM at
 `GOLD_VACUUM_SCHEDULE` (default `@daily`), in UTC; one run when both fire together; no catch-up.
@@ -19,8 +25,10 @@ A run triggered by hand does both.
    table keeps.
 3. **maintain** submits `jobs/maintenance.py` with spark-submit (connection `spark_default`) on the
    tables that exist. Its log has one line per table (active files and bytes before and after,
-   files compacted, files removed by VACUUM, table version) and its return value (XCom) is the
-   same report as a dict. It is skipped when every table was.
+   files compacted or why OPTIMIZE was skipped, files removed by VACUUM, table version) and its
+   return value (XCom) is the same report as a dict (`optimize_skipped` holds the reason). It is
+   skipped when every table was missing. On a `spark://` master it asks for
+   `GOLD_MAINTENANCE_CORES_MAX` cores (default 1), leaving the stream its own.
 
 **Trigger form**: *Operation* (`auto`, `optimize`, `vacuum`, `both`), *Tables* (both by default),
 *Retention (hours)* (168: VACUUM keeps every file younger than 7 days, so a running stream and

@@ -5,10 +5,14 @@
     spark-submit --py-files flight_gold.zip jobs/streaming_gold.py --trigger processing-time
     python jobs/streaming_gold.py --trigger available-now-loop --trigger-interval "10 seconds"
 
+    python jobs/streaming_gold.py --full-refresh --queries anomaly_alerts   # rebuild from Silver_ML
+
 Exit codes: 0 done or stopped by SIGTERM/SIGINT; 1 a query failed (retry: it resumes from its
-checkpoint); 2 bad input or configuration (Silver_ML missing, unreadable or of the wrong schema, a
-checkpoint written for another Silver_ML table): nothing was written, a retry fails the same way
-until it is fixed; 3 another running instance holds the checkpoint.
+checkpoint), or a maintenance job's OPTIMIZE held a checkpoint for over 2 minutes; 2 bad input or
+configuration (Silver_ML missing, unreadable or of the wrong schema, a checkpoint written for
+another Silver_ML table, a new checkpoint beside a Gold table with rows, a setting baked into the
+stream's state changed, an unfinished --full-refresh): nothing was written, a retry fails the
+same way until it is fixed; 3 another running Gold stream holds the checkpoint.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from flight_gold.spark.session import build_spark_session
 
     stop = stop_on_signals()
-    spark = build_spark_session(config, APP_NAME)
+    spark = build_spark_session(config, APP_NAME, metrics=True)
     try:
         return run_gold_streams(spark, config, stop)
     finally:

@@ -114,6 +114,7 @@ print_banner() {
   Airflow home:    $AIRFLOW_HOME      (log: $LOG_FILE)
 
   Trigger gold_streaming: DAGs > gold_streaming > Trigger (unpause it first with its toggle).
+  Stop the stream:        DAGs > gold_streaming_stop > Trigger.   Watch it: Flight Gold (top menu).
 EOF
 }
 

@@ -24,6 +24,9 @@ def pytest_configure(config):
     os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
     os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # Jobs started by the tests serve their Prometheus endpoint on any free port, never on 4040
+    # where another job of the machine may be; tests of the endpoint choose their own.
+    os.environ.setdefault("GOLD_METRICS_PORT", "0")
     os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
 

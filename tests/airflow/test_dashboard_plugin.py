@@ -28,6 +28,8 @@ PLUGIN_PATHS = [
     "/flight-gold/api/breaches",
     "/flight-gold/api/freshness",
     "/flight-gold/api/streaming-run",
+    "/flight-gold/api/stream-health",
+    "/flight-gold/api/stream-metrics",
 ]
 
 

@@ -17,17 +17,16 @@ from flight_gold import alerting as alerts
 from flight_gold.airflow import alerts as airflow_alerts
 from flight_gold.core.config import GoldConfig
 from flight_gold.lake.schemas import GOLD_ARROW_SCHEMAS
-from support.receivers import WebhookServer, smtp_receiver
+from support.receivers import SENDER, SmtpReceiver, WebhookServer, connection_env
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILE = REPO / "dags" / "gold_anomaly_alerts.py"
 TASK_ID = "check_and_alert"
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 RECIPIENTS = ["ops@example.com", "oncall@example.com"]
-SENDER = "flight-gold@example.com"
 
 
-# -- receivers (tests/support/receivers.py) -----------------------------------------------------
+# -- receivers (tests/support/receivers.py) ----------------------------------------------------
 
 
 @pytest.fixture
@@ -39,29 +38,18 @@ def webhook():
 
 @pytest.fixture
 def smtp():
-    with smtp_receiver() as inbox:
-        yield inbox
+    receiver = SmtpReceiver()
+    inbox = receiver.start()
+    yield inbox
+    receiver.stop()
 
 
 @pytest.fixture
 def env(monkeypatch, tmp_path, webhook, smtp, airflow_db):
     """Both channels configured the README's way, a lakehouse in tmp_path."""
     monkeypatch.setenv("LAKEHOUSE_ROOT", str(tmp_path / "lakehouse"))
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_SLACK_ALERTS", json.dumps({"conn_type": "slackwebhook", "password": webhook.url})
-    )
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_SMTP_ALERTS",
-        json.dumps(
-            {
-                "conn_type": "smtp",
-                "host": "127.0.0.1",
-                "port": smtp.port,
-                "extra": {"from_email": SENDER, "disable_tls": True, "disable_ssl": True, "timeout": 10},
-            }
-        ),
-    )
-    monkeypatch.setenv("ALERT_EMAIL_TO", ",".join(RECIPIENTS))
+    for name, value in connection_env(webhook, smtp, RECIPIENTS).items():
+        monkeypatch.setenv(name, value)
     for name in (
         alerts.THRESHOLD_ENV,
         alerts.MIN_OBSERVATIONS_ENV,

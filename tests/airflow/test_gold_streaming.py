@@ -20,7 +20,7 @@ from flight_gold.feed.writer import append_silver
 from support.expected import assert_gold_equal, expected_gold, read_delta
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "gold_streaming.py"
-SENSOR, SUBMIT = "wait_for_silver_ml", "run_gold_streams"
+GUARD, SENSOR, SUBMIT = "check_not_streaming", "wait_for_silver_ml", "run_gold_streams"
 START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 GOLD_TABLES = ("flight_phase_counts", "anomaly_alerts")
 
@@ -66,7 +66,7 @@ def test_available_now_run_writes_the_gold_tables_of_the_independent_computation
 
     state, tasks, _ = run(load_dag(), {"trigger": "available-now"})
 
-    assert (state, tasks) == ("success", {SENSOR: "success", SUBMIT: "success"})
+    assert (state, tasks) == ("success", {GUARD: "success", SENSOR: "success", SUBMIT: "success"})
     expected = expected_gold(silver)
     for table in GOLD_TABLES:
         actual = read_delta(env.paths.gold_table(table))
@@ -131,7 +131,7 @@ def test_a_crashed_job_is_retried_and_resumes_from_its_checkpoint(env, monkeypat
     watcher.join(timeout=10)
 
     assert crash and all(0 < n < commits for n in crash.values()), crash
-    assert (state, tasks) == ("success", {SENSOR: "success", SUBMIT: "success"})
+    assert (state, tasks) == ("success", {GUARD: "success", SENSOR: "success", SUBMIT: "success"})
     assert tries[SUBMIT] == 2
     expected = expected_gold(silver)
     for table in GOLD_TABLES:
@@ -141,7 +141,7 @@ def test_a_crashed_job_is_retried_and_resumes_from_its_checkpoint(env, monkeypat
 def test_sensor_times_out_naming_the_path_and_frees_its_slot_while_waiting(env, capfd):
     state, tasks, reschedules = run(load_dag(), {"trigger": "available-now", "silver_wait_timeout": 3})
 
-    assert (state, tasks) == ("failed", {SENSOR: "failed", SUBMIT: "upstream_failed"})
+    assert (state, tasks) == ("failed", {GUARD: "success", SENSOR: "failed", SUBMIT: "upstream_failed"})
     # Each wait was a reschedule: the sensor gave its worker slot back between pokes.
     assert len(reschedules) >= 1
     output = "".join(capfd.readouterr())
@@ -159,7 +159,7 @@ def test_only_the_named_query_runs(env):
 
     state, tasks, _ = run(load_dag(), {"trigger": "available-now", "queries": ["flight_phase_counts"]})
 
-    assert (state, tasks) == ("success", {SENSOR: "success", SUBMIT: "success"})
+    assert (state, tasks) == ("success", {GUARD: "success", SENSOR: "success", SUBMIT: "success"})
     assert_gold_equal(
         read_delta(env.paths.flight_phase_counts),
         expected_gold(silver)["flight_phase_counts"],
@@ -196,7 +196,7 @@ def test_a_missing_spark_connection_is_a_clear_error(env, monkeypatch, capfd):
 
     state, tasks, _ = run(load_dag(), {"trigger": "available-now"})
 
-    assert (state, tasks) == ("failed", {SENSOR: "success", SUBMIT: "failed"})
+    assert (state, tasks) == ("failed", {GUARD: "success", SENSOR: "success", SUBMIT: "failed"})
     assert "AirflowFailException: Airflow connection 'spark_default' is not defined" in "".join(
         capfd.readouterr()
     )
@@ -216,3 +216,67 @@ def test_the_py_files_zip_holds_the_package_without_bytecode(tmp_path):
     )
     assert sorted(n for n in names if n.endswith(".py")) == sources
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+# -- what the operators hand to spark-submit ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "connection, cores",
+    [
+        ({"conn_type": "spark", "host": "spark://10.1.2.3", "port": 7077}, ("1", "2")),
+        ({"conn_type": "spark", "host": "local[2]"}, (None, None)),
+    ],
+)
+def test_the_spark_settings_follow_the_connections_master(monkeypatch, tmp_path, connection, cores):
+    import json
+
+    from flight_gold.airflow.maintenance import GoldMaintenanceSubmitOperator
+    from flight_gold.airflow.streaming import GoldStreamingSubmitOperator
+    from flight_gold.airflow.submit import ship_project
+
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps(connection))
+    # The worker's SPARK_MASTER says the opposite of the connection: the connection wins.
+    other = "local[*]" if "spark://" in connection["host"] else "spark://elsewhere:7077"
+    monkeypatch.setenv("SPARK_MASTER", other)
+    monkeypatch.setenv("GOLD_MAINTENANCE_CORES_MAX", "2")
+    config = GoldConfig.from_env(lakehouse_root=str(tmp_path / "lake"))
+    operators = [
+        GoldStreamingSubmitOperator(task_id="stream", conn_id="spark_default"),
+        GoldMaintenanceSubmitOperator(task_id="maintain", conn_id="spark_default"),
+    ]
+    for operator, cap in zip(operators, cores):
+        ship_project(operator, config, str(tmp_path))
+        assert operator.conf.get("spark.cores.max") == cap, operator.task_id
+        # Small Delta state on every master: one task per reconstruction (session.py; the 50 of
+        # Delta's default cost 45 s per empty batch on the native stack's cluster).
+        assert operator.conf.get("spark.databricks.delta.snapshotPartitions") == "1"
+        assert operator.conf.get("spark.executor.cores") == ("1" if cap else None)
+
+
+def test_a_full_refresh_is_passed_on_the_first_try_and_on_retries_only_while_unfinished(env):
+    from types import SimpleNamespace
+
+    from flight_gold.airflow.streaming import GoldStreamingSubmitOperator
+
+    def asked(value, try_number):
+        operator = GoldStreamingSubmitOperator(task_id="run", full_refresh=value)
+        return operator.refresh_requested({"ti": SimpleNamespace(try_number=try_number)}, env)
+
+    assert asked("False", 1) is False and asked(False, 1) is False
+    assert asked("True", 1) is True and asked(True, 1) is True
+    # A retry after the refresh finished resumes from the new checkpoints: no second refresh.
+    assert asked("True", 2) is False
+    marker = Path(env.paths.refresh_marker("anomaly_alerts"))
+    marker.parent.mkdir(parents=True)
+    marker.write_text("{}")
+    assert asked("True", 2) is True
+    assert asked("False", 2) is False
+
+
+def test_the_trigger_form_has_an_unticked_full_refresh_that_asks_for_confirmation(env):
+    params = load_dag().params
+    assert params["full_refresh"] is False
+    param = params.get_param("full_refresh")
+    assert param.schema["type"] == "boolean" and param.schema["title"] == "Full refresh"
+    assert "Tick only if you mean it" in param.description

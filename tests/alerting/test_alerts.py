@@ -236,6 +236,30 @@ def test_optimize_rewrites_are_not_new_rows(lakehouse):
     assert len(slack.messages) == 2
 
 
+def test_a_full_refresh_does_not_alert_again(lakehouse):
+    """--full-refresh deletes every Gold row (one DELETE commit) and appends every window again:
+    the breaches already alerted must not go out a second time; a window after them still does."""
+    append(lakehouse, BASE[:3])
+    append(lakehouse, BASE[3:])
+    slack, email = Recorder("slack"), Recorder("email")
+    run_check(lakehouse, DEFAULT, [slack, email])
+    assert sorted(slack.keys()) == sorted(expected_keys(BASE))
+
+    DeltaTable(lakehouse.paths.anomaly_alerts).delete()
+    append(lakehouse, BASE[:2])  # rebuilt in other batches than the first time
+    append(lakehouse, BASE[2:])
+    result = run_check(lakehouse, DEFAULT, [slack, email])
+    assert (result["read"], result["gold_version_from"], result["gold_version_to"]) == ("changes", 1, 4)
+    assert result["breaches_found"] == 0
+    assert len(slack.messages) == len(email.messages) == 1
+
+    new = Spec(3, "Norway", total=10, anomalous=3)
+    append(lakehouse, [new])
+    run_check(lakehouse, DEFAULT, [slack, email])
+    assert [b.key for b in slack.messages[-1]] == [b.key for b in email.messages[-1]] == [new.key]
+    assert len(slack.messages) == 2
+
+
 def test_vacuumed_commits_fall_back_to_windows_after_the_last_one_seen(lakehouse):
     append(lakehouse, BASE)
     slack = Recorder("slack")

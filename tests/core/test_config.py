@@ -105,3 +105,55 @@ def test_delta_state_is_rebuilt_in_one_task_on_any_master():
         assert conf["spark.databricks.delta.snapshotPartitions"] == "1"
     conf = spark_conf(GoldConfig.from_env({"GOLD_SNAPSHOT_PARTITIONS": "8"}, lakehouse_root="s3a://b/l"))
     assert conf["spark.databricks.delta.snapshotPartitions"] == "8"
+
+
+def test_integrity_settings_defaults_environment_and_flags():
+    config = GoldConfig.from_env({})
+    assert config.max_future_skew == "60 seconds"
+    assert (config.compact_interval, config.compact_interval_s) == ("1 hour", 3600)
+    assert (config.spark_cores_max, config.maintenance_cores_max, config.full_refresh) == (1, 1, False)
+    for off in ("0", "off", "OFF"):
+        assert GoldConfig.from_env({"GOLD_COMPACT_INTERVAL": off}).compact_interval_s is None
+    assert GoldConfig.from_env({"GOLD_COMPACT_INTERVAL": "5 seconds"}).compact_interval_s == 5
+    env = {"GOLD_SPARK_CORES_MAX": "2", "GOLD_MAINTENANCE_CORES_MAX": "3", "GOLD_FULL_REFRESH": "true"}
+    config = GoldConfig.from_env(env)
+    assert (config.spark_cores_max, config.maintenance_cores_max) == (2, 3)
+    # Deleting Gold rows is never an environment setting: only the flag asks for it.
+    assert config.full_refresh is False
+    assert parse(["--full-refresh", "--compact-interval", "off"], env).full_refresh is True
+    assert parse([], env).full_refresh is False
+    assert parse(["--compact-interval", "30 minutes"], {}).compact_interval_s == 1800
+
+
+@pytest.mark.parametrize(
+    "env, named",
+    [
+        ({"GOLD_COMPACT_INTERVAL": "hourly"}, "compact_interval"),
+        ({"GOLD_SPARK_CORES_MAX": "0"}, "spark_cores_max"),
+        ({"GOLD_MAINTENANCE_CORES_MAX": "all"}, "GOLD_MAINTENANCE_CORES_MAX"),
+    ],
+)
+def test_bad_integrity_settings_name_the_setting(env, named):
+    with pytest.raises(ConfigError, match=named):
+        GoldConfig.from_env(env)
+
+
+def test_settings_that_depend_on_the_master_follow_the_master_in_use(tmp_path):
+    from flight_gold.spark.session import MAINTENANCE, STREAM
+
+    # SPARK_MASTER says local, the application really runs on a cluster (Airflow's connection,
+    # spark-submit's --master): the master given wins.
+    config = GoldConfig.from_env(
+        {"GOLD_SPARK_CORES_MAX": "1", "GOLD_MAINTENANCE_CORES_MAX": "2"},
+        lakehouse_root=str(tmp_path),
+        spark_master="local[*]",
+    )
+    cluster = spark_conf(config, "spark://10.0.0.5:7077", STREAM)
+    assert (cluster["spark.cores.max"], cluster["spark.executor.cores"]) == ("1", "1")
+    assert spark_conf(config, "spark://10.0.0.5:7077", MAINTENANCE)["spark.cores.max"] == "2"
+    local = spark_conf(config, "local[2]")
+    assert local["spark.databricks.delta.snapshotPartitions"] == "1"
+    assert "spark.cores.max" not in local and "spark.executor.cores" not in local
+    assert spark_conf(config) == local | {}  # no master given: config.spark_master's
+    on_cluster = config.replace(spark_master="spark://10.0.0.5:7077")
+    assert spark_conf(on_cluster)["spark.cores.max"] == "1"

@@ -1,6 +1,14 @@
-"""The Flight Gold page in a real browser: `airflow standalone` started by the test on loopback,
-headless Debian Chromium driven by Playwright, a person's path: sign in, open "Flight Gold"
-from the navigation, read the charts and the breach table, wait for the page to refresh itself.
+"""The Flight Gold page in a real browser: the project's Airflow started as `make airflow` starts
+it (scripts/airflow_local.sh, on loopback), headless Debian Chromium driven by Playwright, a
+person's path: sign in, open "Flight Gold" from the navigation, read the charts and the breach
+table, wait for the page to refresh itself.
+
+First the newcomer's first look, from a fresh lakehouse: the demo's replay of the recorded 2021
+traffic (its first DEMO_MINUTES) and the Gold job available-now, as `make demo` runs them; the page
+opens on its default range ("last hour"), which holds no 2021 window, and shows the newest hour
+of data instead, saying so, with the counts of the independent computation. Then synthetic Gold
+around now, with known breaches, for the other tests (the demo's Silver_ML moved aside, so that a
+triggered gold_streaming run waits for it instead of streaming).
 
 Needs `apt-get install -y chromium` and the pinned `playwright` Python package (its own browser
 download is not used). Screenshots go to test-output/dashboard/.
@@ -11,8 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,16 +30,19 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
+import pandas as pd
 import pytest
 
 from flight_gold.core.config import GoldConfig
 from flight_gold.core.times import iso, utcnow
+from flight_gold.feed.replay import replay_all_at_once
+from support.airflow_live import LiveAirflow, airflow_env
 from support.dashboard_data import append_by_window, background_records, minute_floor, write_demo_gold
+from support.expected import expected_gold
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
 OUTPUT = REPO / "test-output" / "dashboard"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -46,96 +55,53 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-START_TIMEOUT_S = 240
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def healthy(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=5) as response:
-            return response.status == 200 and json.load(response)["metadatabase"]["status"] == "healthy"
-    except (OSError, ValueError, KeyError):
-        return False
+# The first minutes of the recording: the demo's path, in less time than its 3 hours.
+DEMO_MINUTES = 20
 
 
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory):
-    """`airflow standalone` in its own home and process group, with the repo's plugins and a
-    lakehouse holding an hour of Gold data around the known breaches."""
+    """A fresh lakehouse fed the demo's way (replay + the Gold job available-now), and `make
+    airflow`'s Airflow on it, started while the job runs."""
     home = tmp_path_factory.mktemp("airflow-standalone")
     config = GoldConfig.from_env({}, lakehouse_root=str(home / "lakehouse"))
-    now = minute_floor(utcnow())
-    write_demo_gold(config, now)
-    port = free_port()
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
-        "LAKEHOUSE_ROOT": config.lakehouse_root,
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+    rows = replay_all_at_once(config, minutes=DEMO_MINUTES)
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "jobs" / "streaming_gold.py"),
+            "--lakehouse-root",
+            config.lakehouse_root,
+            "--trigger",
+            "available-now",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(home / "job.log", "wb"),
+    )
+    env = airflow_env(home / "airflow", Path(config.lakehouse_root))
+    (home / "airflow").mkdir()
     for name in ("GOLD_ALERTS_THRESHOLD", "GOLD_ALERTS_MIN_OBSERVATIONS", "GOLD_ALERTS_LEDGER"):
         env.pop(name, None)
-    log_path = home / "standalone.log"
-    base = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log:
-        # A session of its own: standalone's ~40 children stop with one signal to the group.
-        proc = subprocess.Popen(
-            [str(VENV_BIN / "airflow"), "standalone"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    live = LiveAirflow(home / "airflow", env)
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not healthy(base):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-4000:]
-                pytest.fail(
-                    f"airflow standalone did not become healthy on {base} "
-                    f"(exit code {proc.poll()}); log tail:\n{tail}"
-                )
-            time.sleep(1)
-        passwords = home / "simple_auth_manager_passwords.json.generated"
+        live.start()
+        assert job.wait(timeout=900) == 0, (home / "job.log").read_text()[-4000:]
         yield {
-            "base": base,
-            "password": json.loads(passwords.read_text())["admin"],
+            "base": live.base,
+            "password": live.password,
             "config": config,
-            "now": now,
-            "log": log_path,
+            "live": live,
+            "demo_rows": rows,
         }
     finally:
-        stop_group(proc)
+        if job.poll() is None:
+            job.kill()
+        live.stop()
+        live.kill_everything()
         OUTPUT.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(log_path, OUTPUT / "standalone.log")
-
-
-def stop_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # children that outlived the leader
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=10)
+        standalone = home / "airflow" / "logs" / "standalone.log"
+        if standalone.exists():
+            shutil.copyfile(standalone, OUTPUT / "standalone.log")
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +125,7 @@ class Dashboard:
     errors: list[str] = field(default_factory=list)
 
 
-@pytest.fixture(scope="module")
-def dashboard_page(airflow, browser):
+def open_flight_gold(airflow, browser) -> Dashboard:
     """Signed in as admin, on the Flight Gold page opened from the navigation, charts drawn."""
     OUTPUT.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1440, "height": 1500})
@@ -178,8 +143,25 @@ def dashboard_page(airflow, browser):
     frame.locator("#phase-chart[data-rendered='true']").wait_for(timeout=60_000)
     frame.locator("#anomaly-chart[data-rendered='true']").wait_for(timeout=60_000)
     ui.frame = frame
+    return ui
+
+
+@pytest.fixture(scope="module")
+def demo_gold(airflow):
+    """Synthetic Gold around now with the known breaches; the demo's Silver_ML moved aside."""
+    config = airflow["config"]
+    silver = Path(config.paths.silver_flights_ml)
+    silver.rename(silver.with_name("flights_ml.demo"))
+    now = minute_floor(utcnow())
+    write_demo_gold(config, now)
+    return {**airflow, "now": now}
+
+
+@pytest.fixture(scope="module")
+def dashboard_page(demo_gold, browser):
+    ui = open_flight_gold(demo_gold, browser)
     yield ui
-    page.close()
+    ui.page.close()
 
 
 def breach_countries(frame) -> list[str]:
@@ -199,7 +181,55 @@ def js_round(value: float) -> str:
     return f"{int(Decimal(repr(value)).quantize(Decimal(1), rounding=ROUND_HALF_UP)):,}"
 
 
-def test_the_page_from_the_navigation_shows_charts_and_breaches(airflow, dashboard_page):
+def test_a_newcomer_sees_the_demo_data_on_the_default_range(airflow, browser):
+    """`make demo` then `make airflow`, open Flight Gold: the default range (last hour) holds no
+    2021 window; the page shows the hour up to the newest window, says so, and its counts are the
+    independent computation's."""
+    from flight_gold.feed.replay import recording_silver
+
+    expected = expected_gold(recording_silver(DEMO_MINUTES))
+    phases, anomalies = expected["flight_phase_counts"], expected["anomaly_alerts"]
+    newest = max(phases["window_end"].max(), anomalies["window_end"].max())
+    start = newest - pd.Timedelta(hours=1)
+    in_range = {
+        name: t[(t["window_start"] >= start) & (t["window_start"] < newest)] for name, t in expected.items()
+    }
+    peaks = in_range["anomaly_alerts"].groupby("origin_country")["anomaly_rate"].max().reset_index()
+    shown = peaks.sort_values(["anomaly_rate", "origin_country"], ascending=[False, True]).head(25)[
+        "origin_country"
+    ]
+    breaches = in_range["anomaly_alerts"][in_range["anomaly_alerts"]["anomaly_rate"] > 0.1]
+
+    ui = open_flight_gold(airflow, browser)
+    frame = ui.frame
+    assert frame.locator("#range").input_value() == "1h"
+    assert frame.locator("#range-note").inner_text() == (
+        "No Gold window in the last 1 hour: showing the 1 hour up to the newest window "
+        f"({newest.strftime('%Y-%m-%d %H:%M')} UTC)."
+    )
+    total = frame.locator("#phase-chart").evaluate(
+        "el => echarts.getInstanceByDom(el).getOption().series"
+        ".reduce((sum, s) => sum + s.data.reduce((n, d) => n + d[1], 0), 0)"
+    )
+    assert total == in_range["flight_phase_counts"]["flight_count"].sum() == airflow["demo_rows"] > 0
+    cells = frame.locator("#anomaly-chart").evaluate(
+        "el => echarts.getInstanceByDom(el).getOption().series[0].data.length"
+    )
+    assert cells == in_range["anomaly_alerts"]["origin_country"].isin(shown).sum() > 0
+    assert frame.locator("#breach-count").inner_text().startswith(f"{len(breaches)} breach")
+    assert frame.locator("#empty-state").is_hidden() and frame.locator("#error").is_hidden()
+    # Judged against Silver_ML, the 2021 data is up to date, not "1879.6 days behind now".
+    card = frame.locator(".card[data-table='flight_phase_counts']")
+    assert (card.locator(".big").inner_text(), card.locator(".badge").inner_text()) == (
+        "up to date with Silver_ML",
+        "ok",
+    )
+    ui.page.screenshot(path=str(OUTPUT / "flight-gold-demo.png"))
+    assert ui.errors == []
+    ui.page.close()
+
+
+def test_the_page_from_the_navigation_shows_charts_and_breaches(demo_gold, dashboard_page):
     ui, frame = dashboard_page, dashboard_page.frame
     assert breach_countries(frame) == ["Portugal", "France", "Germany"]
     assert frame.locator("#breach-count").inner_text().startswith("3 breaches in this time range")
@@ -208,7 +238,7 @@ def test_the_page_from_the_navigation_shows_charts_and_breaches(airflow, dashboa
     assert frame.locator(".card[data-table='flight_phase_counts'] .badge").inner_text() in ("ok", "stale")
 
     # Hover: the bar of one minute shows each phase's count with its average altitude and velocity.
-    now = airflow["now"]
+    now = demo_gold["now"]
     phases, _ = background_records(now)
     minute = now - timedelta(minutes=12)
     cruise = next(r for r in phases if r["window_start"] == minute and r["flight_phase"] == "CRUISE")
@@ -236,13 +266,13 @@ def test_the_page_from_the_navigation_shows_charts_and_breaches(airflow, dashboa
     assert ui.errors == []
 
 
-def test_the_page_refreshes_itself_with_new_breaches(airflow, dashboard_page):
+def test_the_page_refreshes_itself_with_new_breaches(demo_gold, dashboard_page):
     ui, frame = dashboard_page, dashboard_page.frame
     loaded = frame.locator("body").get_attribute("data-loaded")
     record = {
         # The newest window (Portugal's starts at -10), already over: the first row of the table.
-        "window_start": airflow["now"] - timedelta(minutes=9),
-        "window_end": airflow["now"] - timedelta(minutes=4),
+        "window_start": demo_gold["now"] - timedelta(minutes=9),
+        "window_end": demo_gold["now"] - timedelta(minutes=4),
         "origin_country": "Norway",
         "total_observations": 10,
         "altitude_anomalies": 3,
@@ -256,7 +286,7 @@ def test_the_page_refreshes_itself_with_new_breaches(airflow, dashboard_page):
         "stddev_altitude": 10.0,
         "stddev_velocity": 5.0,
     }
-    append_by_window(airflow["config"].paths.anomaly_alerts, "anomaly_alerts", [record])
+    append_by_window(demo_gold["config"].paths.anomaly_alerts, "anomaly_alerts", [record])
     # No click: the page's own 30-second refresh must bring the new row.
     frame.locator("#breach-table tbody tr[data-country='Norway']").wait_for(timeout=75_000)
     assert breach_countries(frame) == ["Norway", "Portugal", "France", "Germany"]
@@ -279,24 +309,24 @@ def api_call(airflow, method: str, path: str, body: dict | None = None, token: s
         return json.load(response)
 
 
-def test_the_last_gold_streaming_run_links_to_it(airflow, dashboard_page):
+def test_the_last_gold_streaming_run_links_to_it(demo_gold, dashboard_page):
     """The real gold_streaming DAG of dags/, triggered through the REST API: the card shows the run
     (its sensor waits for a Silver_ML that this lakehouse lacks) and its link opens it in the UI."""
     ui, frame = dashboard_page, dashboard_page.frame
-    token = api_call(airflow, "POST", "/auth/token", {"username": "admin", "password": airflow["password"]})[
-        "access_token"
-    ]
+    token = api_call(
+        demo_gold, "POST", "/auth/token", {"username": "admin", "password": demo_gold["password"]}
+    )["access_token"]
     deadline = time.monotonic() + 120
     while True:  # the DAG processor parses dags/ shortly after the start
         try:
-            api_call(airflow, "GET", "/api/v2/dags/gold_streaming", token=token)
+            api_call(demo_gold, "GET", "/api/v2/dags/gold_streaming", token=token)
             break
         except urllib.error.HTTPError as exc:
             if exc.code != 404 or time.monotonic() > deadline:
                 raise
             time.sleep(2)
-    api_call(airflow, "PATCH", "/api/v2/dags/gold_streaming", {"is_paused": False}, token)
-    run = api_call(airflow, "POST", "/api/v2/dags/gold_streaming/dagRuns", {"logical_date": None}, token)
+    api_call(demo_gold, "PATCH", "/api/v2/dags/gold_streaming", {"is_paused": False}, token)
+    run = api_call(demo_gold, "POST", "/api/v2/dags/gold_streaming/dagRuns", {"logical_date": None}, token)
 
     frame.locator("#refresh").click()
     link = frame.locator(".card[data-table='streaming-run'] a", has_text=run["dag_run_id"])

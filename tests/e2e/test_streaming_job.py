@@ -156,6 +156,9 @@ def test_available_now_loop_runs_every_interval_until_stopped(lakehouse, tmp_pat
                 "available-now-loop",
                 "--trigger-interval",
                 "2 seconds",
+                # Every batch in the log: the assertions below follow each one.
+                "--progress-log-every",
+                "0 seconds",
             ],
             stdout=subprocess.DEVNULL,
             stderr=err,

@@ -3,6 +3,7 @@ checkpoint, or a checkpoint written for another Silver_ML table than the one now
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -153,3 +154,98 @@ def test_a_replaced_silver_table_is_a_clear_error_and_nothing_is_written(tmp_pat
             return {k: v for k, v in t.items() if not k.endswith("_gold_job.lock")}
 
         assert strip(after[kind]) == strip(before[kind]), kind
+
+
+def hold_lock(checkpoint: str, role: str, seconds: float) -> subprocess.Popen:
+    """A process that holds the checkpoint lock as `role` for `seconds`, then exits."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+        import time
+        from flight_gold.spark.guards import CheckpointLock
+        CheckpointLock({checkpoint!r}, local=True, role={role!r}).acquire()
+        print("locked", flush=True)
+        time.sleep({seconds})
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_starting_stream_waits_for_a_maintenance_holder_and_refuses_a_stream_holder(tmp_path):
+    import json
+    import time
+
+    from flight_gold.spark.guards import CheckpointBusyError, lock_checkpoints
+
+    config = lakehouse_config(tmp_path / "lakehouse").replace(queries=("anomaly_alerts",))
+    checkpoint = config.paths.checkpoint("anomaly_alerts")
+
+    holder = hold_lock(checkpoint, "maintenance", 3)
+    try:
+        began = time.monotonic()
+        locks = lock_checkpoints(config, wait_s=120, poll_s=0.2)
+        waited = time.monotonic() - began
+        assert holder.wait(timeout=60) == 0  # it let go by itself: the stream waited for it
+        assert waited > 0.5, waited
+        record = json.loads(Path(checkpoint, "_gold_job.lock").read_text())
+        assert record["role"] == "stream" and record["pid"] == os.getpid()
+        for lock in locks:
+            lock.release()
+    finally:
+        holder.kill()
+        holder.wait()
+
+    holder = hold_lock(checkpoint, "maintenance", 600)
+    try:
+        with pytest.raises(CheckpointBusyError, match="still held by a maintenance job"):
+            lock_checkpoints(config, wait_s=1, poll_s=0.2)
+    finally:
+        holder.kill()
+        holder.wait()
+
+    holder = hold_lock(checkpoint, "stream", 600)
+    try:
+        with pytest.raises(CheckpointInUseError, match="in use by another running Gold job") as caught:
+            lock_checkpoints(config, wait_s=120, poll_s=0.2)
+        assert caught.value.role == "stream"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_maintenance_optimizes_only_with_the_lock_and_never_on_s3(tmp_path):
+    import json
+
+    from flight_gold.spark.maintenance import claim_for_optimize
+
+    config = lakehouse_config(tmp_path / "lakehouse")
+    checkpoint = config.paths.checkpoint("flight_phase_counts")
+    holder = hold_lock(checkpoint, "stream", 600)
+    try:
+        lock, reason = claim_for_optimize(config, "flight_phase_counts")
+        assert lock is None
+        assert reason == "the running Gold stream compacts this table itself every 1 hour"
+    finally:
+        holder.kill()
+        holder.wait()
+    lock, reason = claim_for_optimize(config, "flight_phase_counts")
+    assert reason is None
+    assert json.loads(Path(checkpoint, "_gold_job.lock").read_text())["role"] == "maintenance"
+    # While maintenance holds it, a second maintenance job skips too.
+    assert claim_for_optimize(config, "flight_phase_counts") == (
+        None,
+        "another maintenance job is compacting flight_phase_counts now",
+    )
+    lock.release()
+
+    on_s3 = config.replace(lakehouse_root="s3a://bucket/lake", compact_interval="15 minutes")
+    lock, reason = claim_for_optimize(on_s3, "anomaly_alerts")
+    assert lock is None
+    assert reason.startswith("on object storage the Gold stream is the only writer of anomaly_alerts's log")
+    assert reason.endswith("compacts this table itself every 15 minutes")

@@ -52,7 +52,11 @@ def small_gold(tmp_path):
 def test_a_full_gold_disk_fails_clearly_and_the_job_resumes_after_space_is_freed(small_gold):
     config, mount_point = small_gold
     frames = [silver_frame(120, START + pd.Timedelta(minutes=k), 60, seed=40 + k) for k in range(VERSIONS)]
-    for frame in frames:
+    # A new checkpoint reads the snapshot in one batch: it starts on the first version, then the
+    # other 19 come one per batch.
+    append_silver(config, frames[0])
+    assert run_job(config).returncode == 0
+    for frame in frames[1:]:
         append_silver(config, frame)
 
     full = run_job(config, "--max-files-per-trigger", "1")

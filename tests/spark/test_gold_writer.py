@@ -95,3 +95,53 @@ def test_a_log_with_files_is_never_removed(spark, lakehouse):
     with pytest.raises(Exception):  # noqa: B017 - Delta's own error, whatever Py4J wraps it in
         ensure_gold_table(spark, lakehouse, TABLE)
     assert (path / "_delta_log" / "00000000000000000000.json").read_text() == "not json\n"
+
+
+def operations(path: str) -> list[str]:
+    ops = []
+    for commit in sorted((Path(path) / "_delta_log").glob("[0-9]" * 20 + ".json")):
+        for line in commit.read_text().splitlines():
+            action = json.loads(line)
+            if "commitInfo" in action:
+                ops.append(action["commitInfo"]["operation"])
+    return ops
+
+
+def test_the_writer_compacts_its_table_when_due_and_only_then(spark, table, caplog):
+    import logging
+
+    from flight_gold.spark.compaction import Compactor, forget, read_compaction_state
+    from flight_gold.spark.files import LocalFiles
+
+    forget(table)
+    caplog.set_level(logging.INFO)
+    # Due at once (interval ~0) as soon as two files were appended since the last compaction.
+    writer = GoldTableWriter(table, Compactor(spark, LocalFiles(), table, TABLE, 1e-9))
+    writer.bind(SimpleNamespace(id=str(uuid.uuid4())))
+    writer(rows(spark, ("CRUISE", 3)), 0)
+    assert operations(table) == ["CREATE TABLE", "WRITE"]
+    writer(rows(spark, ("CLIMB", 2)), 1)
+    assert operations(table) == ["CREATE TABLE", "WRITE", "WRITE", "OPTIMIZE"]
+    assert [m for m in caplog.messages if m.startswith("compacted ")][0].startswith(
+        "compacted flight_phase_counts: 2 files -> 1 in "
+    )
+    writer(rows(spark, ("DESCENT", 5)), 2)
+    assert operations(table)[-1] == "WRITE"
+    # What a new process reads back from the log: the compaction's time, one file since.
+    state = read_compaction_state(LocalFiles(), table)
+    optimize_ms = next(
+        json.loads(line)["commitInfo"]["timestamp"]
+        for line in (Path(table) / "_delta_log" / f"{3:020d}.json").read_text().splitlines()
+        if "commitInfo" in line
+    )
+    assert (state.last_compaction, state.files_since) == (optimize_ms / 1000, 1)
+
+    # Not due for an hour: appends only.
+    forget(table)
+    hourly = GoldTableWriter(table, Compactor(spark, LocalFiles(), table, TABLE, 3600))
+    hourly.bind(SimpleNamespace(id=str(uuid.uuid4())))
+    for batch in range(3):
+        hourly(rows(spark, ("GROUND", batch + 1)), batch)
+    assert operations(table)[4:] == ["WRITE"] * 4
+    got = sorted((r.flight_phase, r.flight_count) for r in spark.read.format("delta").load(table).collect())
+    assert got == [("CLIMB", 2), ("CRUISE", 3), ("DESCENT", 5), ("GROUND", 1), ("GROUND", 2), ("GROUND", 3)]

@@ -156,7 +156,7 @@ def read_delta(path: str) -> pd.DataFrame:
 
 
 def drop_future(
-    silver: pd.DataFrame, now: datetime, max_future_skew: timedelta = timedelta(minutes=10)
+    silver: pd.DataFrame, now: datetime, max_future_skew: timedelta = timedelta(seconds=60)
 ) -> pd.DataFrame:
     """Silver rows minus those stamped more than `max_future_skew` after `now` (a bad clock);
     null timestamps stay (the Gold cleaning drops them)."""

@@ -160,3 +160,68 @@ def wait_for(condition, timeout: float, interval: float = 0.5, what: str = "cond
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def run_in_process(spark, config: GoldConfig, stop=None) -> int:
+    """The job's run (guards, queries, wait) in this test process's Spark session: what
+    jobs/streaming_gold.py does after parsing its flags, without a JVM start per run."""
+    import threading
+
+    from flight_gold.spark.runner import run_gold_streams
+
+    return run_gold_streams(spark, config, stop or threading.Event())
+
+
+def logged(caplog, prefix: str) -> list[dict]:
+    """The JSON payloads of the job's `prefix` log lines (gold_progress, gold_summary) caught by
+    pytest's caplog, oldest first."""
+    return [
+        json.loads(r.getMessage().split(prefix, 1)[1])
+        for r in caplog.records
+        if r.getMessage().startswith(prefix + " ")
+    ]
+
+
+def messages(caplog, level: int = 0) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= level]
+
+
+def job_processes(config: GoldConfig) -> list:
+    """The Gold job's processes on this lakehouse, however started (python jobs/streaming_gold.py,
+    or spark-submit's JVM and the Python driver under it)."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter():
+        try:
+            cmdline = p.cmdline()
+        except psutil.Error:
+            continue
+        if "jobs/streaming_gold.py" in " ".join(cmdline) and config.lakehouse_root in cmdline:
+            found.append(p)
+    return found
+
+
+def kill9_processes(processes: list) -> list[int]:
+    """kill -9 of each process given (the job's JVM and its Python driver at once); their pids."""
+    import psutil
+
+    for p in processes:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    return [p.pid for p in processes]
+
+
+def committed_batches(config: GoldConfig, query: str) -> int:
+    """Batches committed by a query's checkpoint."""
+    folder = Path(config.paths.checkpoint(query)) / "commits"
+    ids = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+    return max(ids) + 1 if ids else 0
+
+
+def progress_lines(log_lines: list[str]) -> list[dict]:
+    """The gold_progress records of a task log's lines (the Airflow API gives one event a line)."""
+    marker = f"{PROGRESS_PREFIX} "
+    return [json.loads(line.split(marker, 1)[1]) for line in log_lines if marker in line]

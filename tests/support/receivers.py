@@ -1,15 +1,16 @@
 """The alert channels' real receivers on loopback: an HTTP server standing in for the Slack
-Incoming Webhook endpoint, and an SMTP server (aiosmtpd).
+Incoming Webhook endpoint, an SMTP server (aiosmtpd), the AIRFLOW_CONN_* values that point the
+connections at them, and an in-memory channel recorder for the Airflow-free tests.
 
-In a test's own process (`WebhookServer().start()`, `smtp_receiver()`), or as a process of the
-native production stack (tests/support/stack), which appends every message it receives to a JSON
-Lines file that the test reads:
+In a test's own process (`WebhookServer().start()`, `SmtpReceiver().start()`, `smtp_receiver()`),
+or as a process of the native production stack (tests/support/stack), which appends every message
+it receives to a JSON Lines file that the test reads:
 
     python -m support.receivers slack --port P --out DIR/slack.jsonl
     python -m support.receivers smtp --port P --out DIR/mail.jsonl
 
 A Slack line is {"path", "status", "body"}; a mail line is {"from", "to", "raw"} (the message as
-received: `email.message_from_string(line["raw"], policy=policy.default)` reads it).
+received: `parse_mail(line)` reads it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from email import message_from_string, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+SENDER = "flight-gold@example.com"
 WEBHOOK_PATH = "/services/T000/B000/placeholder"
 
 
@@ -114,20 +116,68 @@ class Inbox:
             self.on_record({"from": envelope.mail_from, "to": list(envelope.rcpt_tos), "raw": raw})
         return "250 Message accepted for delivery"
 
+    def subjects(self) -> list[str]:
+        return [m["message"]["Subject"] for m in self.messages]
+
+
+class SmtpReceiver:
+    """An aiosmtpd server on 127.0.0.1 (`port`, or a free one), delivering into an Inbox."""
+
+    def __init__(self, port: int = 0, on_record: Callable[[dict], None] | None = None):
+        from aiosmtpd.controller import Controller
+
+        self.inbox = Inbox(on_record)
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=port or free_port())
+
+    def start(self) -> Inbox:
+        self.controller.start()
+        self.inbox.port = self.controller.port
+        return self.inbox
+
+    def stop(self) -> None:
+        self.controller.stop()
+
 
 @contextlib.contextmanager
 def smtp_receiver(port: int = 0, on_record: Callable[[dict], None] | None = None) -> Iterator[Inbox]:
-    """An SMTP server on 127.0.0.1 (`port`, or a free one) whose Inbox holds what it accepted."""
-    from aiosmtpd.controller import Controller
-
-    inbox = Inbox(on_record)
-    controller = Controller(inbox, hostname="127.0.0.1", port=port or free_port())
-    controller.start()
-    inbox.port = controller.port
+    """SmtpReceiver as a context manager: the Inbox holds what it accepted."""
+    receiver = SmtpReceiver(port, on_record)
+    inbox = receiver.start()
     try:
         yield inbox
     finally:
-        controller.stop()
+        receiver.stop()
+
+
+def connection_env(webhook: WebhookServer, inbox: Inbox, recipients: list[str]) -> dict[str, str]:
+    """The environment that points `slack_alerts` and `smtp_alerts` at the receivers."""
+    return {
+        "AIRFLOW_CONN_SLACK_ALERTS": json.dumps({"conn_type": "slackwebhook", "password": webhook.url}),
+        "AIRFLOW_CONN_SMTP_ALERTS": json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": inbox.port,
+                "extra": {"from_email": SENDER, "disable_tls": True, "disable_ssl": True, "timeout": 10},
+            }
+        ),
+        "ALERT_EMAIL_TO": ",".join(recipients),
+    }
+
+
+@dataclass
+class Recorder:
+    """A channel (name, send) that keeps what it is given, failing the first `fail` sends."""
+
+    name: str
+    fail: int = 0
+    notices: list = field(default_factory=list)
+
+    def send(self, notice) -> None:
+        if self.fail > 0:
+            self.fail -= 1
+            raise ConnectionError("webhook answered 500")
+        self.notices.append(notice)
 
 
 def read_records(path: str | Path) -> list[dict]:

@@ -1,6 +1,7 @@
-"""The Airflow side of `gold_anomaly_alerts`: its channels (one Slack Incoming Webhook message and
-one email per send, through the Slack and SMTP providers' hooks and the connections
-`slack_alerts` and `smtp_alerts`) and its task."""
+"""The Airflow side of the alerts: the channels (one Slack Incoming Webhook message and one email
+per send, through the Slack and SMTP providers' hooks and the connections `slack_alerts` and
+`smtp_alerts`), the task of `gold_anomaly_alerts`, and the plain-text channels that the stream's
+supervisor and the freshness check send through (flight_gold.supervision)."""
 
 from __future__ import annotations
 
@@ -34,10 +35,7 @@ class SlackChannel:
     name: str = SLACK
 
     def send(self, breaches: Sequence[Breach], context: AlertContext) -> None:
-        from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
-
-        # The hook raises on any status other than 200.
-        SlackWebhookHook(slack_webhook_conn_id=self.conn_id).send_dict(format_slack(breaches, context))
+        send_slack(self.conn_id, format_slack(breaches, context))
 
 
 @dataclass
@@ -50,21 +48,54 @@ class EmailChannel:
 
     def send(self, breaches: Sequence[Breach], context: AlertContext) -> None:
         content = format_email(breaches, context)
-        hook_class = _alternative_smtp_hook(content.text)
-        with hook_class(smtp_conn_id=self.conn_id) as hook:
-            from_email = hook.from_email or os.environ.get(EMAIL_FROM_ENV) or _airflow_from_email()
-            if not from_email:
-                raise AlertConfigError(
-                    f"no sender address: set from_email in the extra of connection {self.conn_id!r} "
-                    f"or the environment variable {EMAIL_FROM_ENV}"
-                )
-            hook.send_email_smtp(
-                to=self.recipients,
-                subject=content.subject,
-                html_content=content.html,
-                from_email=from_email,
-                mime_subtype="alternative",
+        send_email(self.conn_id, self.recipients, content.subject, content.text, content.html)
+
+
+def send_slack(conn_id: str, payload: dict) -> None:
+    from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+    # The hook raises on any status other than 200.
+    SlackWebhookHook(slack_webhook_conn_id=conn_id).send_dict(payload)
+
+
+def send_email(conn_id: str, recipients: Sequence[str], subject: str, text: str, html: str) -> None:
+    """One email with plain-text and HTML alternatives through the SMTP provider's hook."""
+    hook_class = _alternative_smtp_hook(text)
+    with hook_class(smtp_conn_id=conn_id) as hook:
+        from_email = hook.from_email or os.environ.get(EMAIL_FROM_ENV) or _airflow_from_email()
+        if not from_email:
+            raise AlertConfigError(
+                f"no sender address: set from_email in the extra of connection {conn_id!r} "
+                f"or the environment variable {EMAIL_FROM_ENV}"
             )
+        hook.send_email_smtp(
+            to=list(recipients),
+            subject=subject,
+            html_content=html,
+            from_email=from_email,
+            mime_subtype="alternative",
+        )
+
+
+@dataclass
+class SlackTextChannel:
+    """A plain message (flight_gold.supervision's Notice) to the Slack webhook."""
+
+    conn_id: str = SLACK_CONN_ID
+    name: str = SLACK
+
+    def send(self, notice) -> None:
+        send_slack(self.conn_id, notice.slack)
+
+
+@dataclass
+class EmailTextChannel:
+    recipients: list[str]
+    conn_id: str = SMTP_CONN_ID
+    name: str = EMAIL
+
+    def send(self, notice) -> None:
+        send_email(self.conn_id, self.recipients, notice.subject, notice.text, notice.html)
 
 
 def _alternative_smtp_hook(text: str):
@@ -93,10 +124,11 @@ def _airflow_from_email() -> str | None:
         return None
 
 
-def airflow_channels(env: Mapping[str, str] | None = None) -> list[Channel]:
+def airflow_channels(env: Mapping[str, str] | None = None, text: bool = False) -> list[Channel]:
     """The channels whose Airflow connection (and, for email, recipients) are set. A missing one
-    is skipped with a warning; none at all is a configuration error."""
-    channels: list[Channel] = []
+    is skipped with a warning; none at all is a configuration error. `text`: the plain-message
+    channels (SlackTextChannel, EmailTextChannel) instead of the breach-list ones."""
+    channels: list = []
     problems: list[str] = []
 
     slack = _connection(SLACK_CONN_ID)
@@ -105,7 +137,7 @@ def airflow_channels(env: Mapping[str, str] | None = None) -> list[Channel]:
     elif not (slack.password or "").strip():
         problems.append(f"Slack: connection {SLACK_CONN_ID!r} has no webhook URL (password field)")
     else:
-        channels.append(SlackChannel())
+        channels.append(SlackTextChannel() if text else SlackChannel())
 
     smtp = _connection(SMTP_CONN_ID)
     recipients = email_recipients(env)
@@ -116,7 +148,7 @@ def airflow_channels(env: Mapping[str, str] | None = None) -> list[Channel]:
     if not recipients:
         problems.append(f"email: {EMAIL_TO_ENV} is empty")
     if smtp is not None and (smtp.host or "").strip() and recipients:
-        channels.append(EmailChannel(recipients=recipients))
+        channels.append(EmailTextChannel(recipients) if text else EmailChannel(recipients=recipients))
 
     if not channels:
         raise AlertConfigError(
@@ -146,3 +178,13 @@ def check_and_alert(params: Mapping | None = None, run_id: str | None = None) ->
 
     settings = AlertSettings.from_env().with_params(params)
     return run_check(GoldConfig.from_env(), settings, airflow_channels(), run_id=run_id)
+
+
+def stream_channels(env: Mapping[str, str] | None = None) -> list:
+    """The plain-message channels for the stream's own events; none configured is a warning, not
+    an error: the stream must run whether or not anyone is told about it."""
+    try:
+        return airflow_channels(env, text=True)
+    except AlertConfigError as exc:
+        log.warning("Stream notifications go nowhere: %s", exc)
+        return []

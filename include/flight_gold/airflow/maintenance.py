@@ -221,6 +221,7 @@ class GoldMaintenanceSubmitOperator(ProjectSparkSubmitOperator):
     template_fields: Sequence[str] = (*ProjectSparkSubmitOperator.template_fields, "tables", "request")
     ui_color = "#e8f5e9"
     job_error_prefix = m.ERROR_PREFIX
+    spark_role = "maintenance"
 
     def __init__(
         self,

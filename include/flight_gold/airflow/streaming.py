@@ -51,6 +51,8 @@ DEFAULT_SILVER_WAIT_TIMEOUT_S = 3600
 # Airflow 3's task supervisor SIGKILLs the task's process group 5 s after its SIGTERM (and the
 # kernel then SIGKILLs spark-submit, see die_with_parent): past this, the job is killed.
 DEFAULT_STOP_TIMEOUT_S = 4.5
+# available-now is a batch run: it fails for good on its third try, whatever the task's retries.
+AVAILABLE_NOW_TRIES = 3
 
 
 def streaming_params() -> dict[str, Param]:
@@ -88,6 +90,14 @@ def streaming_params() -> dict[str, Param]:
             minItems=1,
             uniqueItems=True,
             title="Queries",
+        ),
+        "full_refresh": Param(
+            False,
+            "Deletes every row of the chosen Gold tables and their checkpoints, then rebuilds "
+            "them from all of Silver_ML (how new thresholds or windows reach history). Tick only "
+            "if you mean it.",
+            type="boolean",
+            title="Full refresh",
         ),
         "silver_wait_timeout": Param(
             DEFAULT_SILVER_WAIT_TIMEOUT_S,
@@ -179,6 +189,7 @@ class GoldStreamingSubmitOperator(ProjectSparkSubmitOperator):
         "trigger",
         "trigger_interval",
         "queries",
+        "full_refresh",
     )
     ui_color = "#fff3e0"
     job_error_prefix = ERROR_PREFIX
@@ -189,6 +200,7 @@ class GoldStreamingSubmitOperator(ProjectSparkSubmitOperator):
         trigger: str = "continuous",
         trigger_interval: str | None = None,
         queries: str | Sequence[str] | None = None,
+        full_refresh: bool | str = False,
         stop_timeout: float = DEFAULT_STOP_TIMEOUT_S,
         application: str = STREAMING_JOB,
         name: str = APP_NAME,
@@ -198,10 +210,12 @@ class GoldStreamingSubmitOperator(ProjectSparkSubmitOperator):
         self.trigger = trigger
         self.trigger_interval = trigger_interval
         self.queries = queries
+        self.full_refresh = full_refresh
         self.stop_timeout = stop_timeout
         self._stop_requested = False
         self._stop_requested_at = 0.0
         self._in_submit = False
+        self._supervisor = None
 
     # -- run ------------------------------------------------------------------------------------
 
@@ -220,6 +234,26 @@ class GoldStreamingSubmitOperator(ProjectSparkSubmitOperator):
             queries=tuple(queries) if queries else None,
         )
 
+    def refresh_requested(self, context: Any, config: GoldConfig) -> bool:
+        """Whether this try passes --full-refresh. A retry does only while a refresh is
+        unfinished (its marker is there): once done, a retry resumes from the new checkpoints
+        instead of deleting the rows rebuilt so far."""
+        if str(self.full_refresh).strip().lower() not in ("true", "1", "yes", "on"):
+            return False
+        ti = context.get("ti") if hasattr(context, "get") else None
+        if getattr(ti, "try_number", 1) <= 1:
+            return True
+        from flight_gold.lake.documents import DocumentStore
+
+        unfinished = [
+            q for q in config.queries if DocumentStore(config.paths.refresh_marker(q), config).read_text()
+        ]
+        if not unfinished:
+            self.log.info(
+                "the full refresh finished on an earlier try: this try resumes from the checkpoints"
+            )
+        return bool(unfinished)
+
     def execute(self, context: Any) -> None:
         self._stop_requested = False
         config = self.job_config()
@@ -231,6 +265,7 @@ class GoldStreamingSubmitOperator(ProjectSparkSubmitOperator):
         rendered = {name: getattr(self, name) for name in fields}
         try:
             ship_project(self, config, workdir)
+            self._ship_metrics(config)
             self.application_args = [
                 "--lakehouse-root",
                 config.lakehouse_root,
@@ -240,51 +275,123 @@ class GoldStreamingSubmitOperator(ProjectSparkSubmitOperator):
                 config.trigger_interval,
                 "--queries",
                 ",".join(config.queries),
+                *(["--full-refresh"] if self.refresh_requested(context, config) else []),
                 *(self.application_args or []),
             ]
             self.log.info(
-                "Gold streaming job: lakehouse %s, trigger %s%s, queries %s",
+                "Gold streaming job: lakehouse %s, trigger %s%s, queries %s%s",
                 config.lakehouse_root,
                 self.trigger,
                 f" every {config.trigger_interval}" if self.trigger != "available-now" else "",
                 ", ".join(config.queries),
+                ", FULL REFRESH" if "--full-refresh" in self.application_args else "",
             )
             handle = self.new_handle()
             if handle.deploy_mode == "cluster":
-                # The cluster manager owns the driver: the provider tracks and kills it.
+                # The cluster manager owns the driver: the provider tracks and kills it, and
+                # Airflow's retries restart it.
                 return super().execute(context)
-            self._submit_local_driver(handle)
+            self._supervise(context, config)
         finally:
             for name, value in rendered.items():
                 setattr(self, name, value)
             shutil.rmtree(workdir, ignore_errors=True)
+            self._supervisor = None
 
-    def _submit_local_driver(self, handle) -> None:
+    def _ship_metrics(self, config: GoldConfig) -> None:
+        """The job's UI and Prometheus endpoint (GOLD_METRICS_PORT), on loopback for a local master."""
+        from flight_gold.spark.session import loopback_env, metrics_conf
+
+        self.conf = {**metrics_conf(config), **(self.conf or {})}
+        master = self.new_handle().master
+        self.env_vars = {**loopback_env(config, master), **(self.env_vars or {})}
+
+    def _supervise(self, context: Any, config: GoldConfig) -> None:
+        from flight_gold.airflow.supervisor import StoppedOnRequest, StreamSupervisor
+
+        self._supervisor = StreamSupervisor(self, config, context, self.trigger)
+        outcome = self._supervisor.run()
+        if isinstance(outcome, StoppedOnRequest):
+            self.log.info(
+                "%s: the task ends as success; nothing restarts the stream until a new trigger",
+                outcome.message,
+            )
+            return
+        failure = outcome
+        # available-now: one run, as a batch job.
+        if failure is None:
+            return
+        if failure.returncode == EXIT_BAD_INPUT:
+            raise AirflowFailException(
+                f"the streaming job rejected its input (exit code 2, not retried): {failure.reason}"
+            )
+        if context["ti"].try_number >= AVAILABLE_NOW_TRIES:
+            # run_gold_streams keeps many retries for the continuous modes (a lost task comes
+            # back); a one-shot run fails for good after its third try, as it always did.
+            raise AirflowFailException(f"{failure.message} (try {context['ti'].try_number}, not retried)")
+        raise AirflowException(failure.message)
+
+    # -- what the supervisor calls ----------------------------------------------------------------
+
+    @property
+    def stop_requested(self) -> bool:
+        """Airflow asked the task to stop (SIGTERM: marked success or failed, run stopped, worker
+        shutting down)."""
+        return self._stop_requested
+
+    def run_job_once(self, handle) -> JobFailedError | None:
+        """Runs spark-submit to its end; the failure, or None when it exited 0."""
         self._in_submit = True
         try:
             self.submit_local_driver(handle)
+            return None
         except JobFailedError as failure:
-            if self._stop_requested:
-                self._log_stop_outcome(failure.returncode)
-                raise AirflowException(
-                    f"the streaming job was stopped on request (SIGTERM) and ended "
-                    f"with exit code {failure.returncode}; the next run resumes from "
-                    "the last committed batch of each query"
-                ) from None
-            if failure.returncode == EXIT_BAD_INPUT:
-                raise AirflowFailException(
-                    f"the streaming job rejected its input (exit code 2, not retried): {failure.reason}"
-                ) from None
-            raise AirflowException(failure.message) from None
+            return failure
         finally:
             self._in_submit = False
-        if self._stop_requested:
-            # The job ended because it was asked to, not because its work was done.
-            self._log_stop_outcome(0)
-            raise AirflowException(
+
+    def stopped_by_airflow(self, returncode: int | None) -> AirflowException:
+        """What the task raises when Airflow stopped it: a failure of this try, which Airflow
+        does not retry when a person marked the task (its state is already final), and retries
+        when the task was lost (worker or scheduler shutdown): the next try resumes."""
+        if returncode is None:
+            return AirflowException(
+                "stopped on request (SIGTERM) while waiting to restart the streaming job; the next "
+                "run resumes from the checkpoints"
+            )
+        self._log_stop_outcome(returncode)
+        if returncode == 0:
+            return AirflowException(
                 "the streaming job was stopped on request (SIGTERM): it stopped its queries and "
                 "exited cleanly; the next run resumes from the checkpoints"
             )
+        return AirflowException(
+            f"the streaming job was stopped on request (SIGTERM) and ended with exit code "
+            f"{returncode}; the next run resumes from the last committed batch of each query"
+        )
+
+    def stream_channels(self) -> list:
+        from flight_gold.airflow.alerts import stream_channels
+
+        return stream_channels()
+
+    def signal_job(self, sig: signal.Signals) -> bool:
+        """Sends `sig` to the job's Python driver (or to spark-submit before the driver exists);
+        False when no job is running."""
+        handle = self.handle
+        proc = handle.process if handle is not None else None
+        if proc is None or exit_status(proc):
+            return False
+        drivers = application_processes(proc.pid, self.application)
+        # Before the Python driver exists (spark-submit still resolving packages) there are no
+        # queries to stop: the JVM's own SIGTERM handling is then enough.
+        for target in drivers or [process(proc.pid)]:
+            if target is not None:
+                self.log.info(
+                    "sending %s to the Spark job (pid %s) so that it stops its queries", sig.name, target.pid
+                )
+                send_signal(target, sig)
+        return True
 
     def _log_stop_outcome(self, returncode: int | None) -> None:
         elapsed = time.monotonic() - self._stop_requested_at
@@ -300,20 +407,14 @@ class GoldStreamingSubmitOperator(ProjectSparkSubmitOperator):
     def on_kill(self) -> None:
         self._stop_requested = True
         self._stop_requested_at = time.monotonic()
+        if self._supervisor is not None:
+            self._supervisor.wake.set()
         handle = self.handle
         proc = handle.process if handle is not None else None
         if proc is None or handle.deploy_mode == "cluster" or exit_status(proc):
             super().on_kill()
             return
-        drivers = application_processes(proc.pid, self.application)
-        # Before the Python driver exists (spark-submit still resolving packages) there are no
-        # queries to stop: the JVM's own SIGTERM handling is then enough.
-        for target in drivers or [process(proc.pid)]:
-            if target is not None:
-                self.log.info(
-                    "sending SIGTERM to the Spark job (pid %s) so that it stops its queries", target.pid
-                )
-                send_signal(target, signal.SIGTERM)
+        self.signal_job(signal.SIGTERM)
         if self._in_submit:
             # Called from the SIGTERM handler while the main thread streams spark-submit's output:
             # return at once so that the job's last lines keep flowing into the task log (and its

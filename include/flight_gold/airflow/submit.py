@@ -87,6 +87,8 @@ class ProjectSparkSubmitOperator(SparkSubmitOperator):
 
     # The prefix of the lines the job prints when it refuses or fails ("streaming_gold:").
     job_error_prefix = ""
+    # Which job it runs (flight_gold.spark.session.STREAM or MAINTENANCE): its core cap.
+    spark_role = "stream"
 
     def new_handle(self) -> SubmitHandle:
         """A fresh hook for this try, built from the operator's fields as the provider does."""
@@ -121,14 +123,18 @@ def check_spark_connection(conn_id: str) -> None:
         ) from None
 
 
-def ship_project(operator: SparkSubmitOperator, config: GoldConfig, workdir: str) -> None:
+def ship_project(operator: ProjectSparkSubmitOperator, config: GoldConfig, workdir: str) -> None:
     """Gives a project job what it needs wherever spark-submit sends it: the project's Spark
     settings as --conf, the Delta packages as --packages (resolved by spark-submit, so not in
     the conf), the `flight_gold` package as --py-files (zipped into `workdir`), and the worker's
-    interpreter for the driver. What the DAG set on the operator wins."""
+    interpreter for the driver. What the DAG set on the operator wins.
+
+    The settings follow the master of the operator's Spark connection (the one spark-submit
+    will use), not SPARK_MASTER: local-only tweaks for local[*], core caps for spark://."""
     from flight_gold.spark.session import DELTA_EXCLUDES, packages, spark_conf
 
-    conf = spark_conf(config)
+    master = operator.new_handle().master
+    conf = spark_conf(config, master, getattr(operator, "spark_role", "stream"))
     conf.pop("spark.jars.packages", None)
     conf.pop("spark.jars.excludes", None)
     operator.conf = {**conf, **(operator.conf or {})}

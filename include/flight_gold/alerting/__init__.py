@@ -14,6 +14,11 @@ How "each breach once" holds:
   Delta change feed of `deltalake` (`load_cdf`), which on a table without CDF enabled returns the
   rows of the files appended with dataChange=true: OPTIMIZE's rewritten files are not new rows and
   do not come back.
+- A full refresh of the Gold stream (`--full-refresh`) deletes every row (one DELETE commit, seen
+  as "delete" changes and ignored) and appends every window again. Inserted rows whose window
+  ends at or before `max_window_end` are therefore not new: append mode writes windows in the
+  order of their end, so in normal operation no new window ends that early, and after a refresh
+  the windows already alerted are not alerted again.
 - Delivery is tracked per channel. `sent_after_version` holds, for each channel, the breaches it
   already received from commits after `version`; it is written as soon as a channel succeeded.
   `version` moves forward (and `sent_after_version` empties) only once every configured channel

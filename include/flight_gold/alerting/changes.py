@@ -65,18 +65,27 @@ def read_new_rows(
             iso(since_window_end),
         )
         return _read_snapshot(table, version, since_window_end, settings, "fallback")
-    rows = _inserted_rows(changes)
+    rows = _inserted_rows(changes, since_window_end)
     return NewRows(rows, version, "changes", _max_time(rows["window_end"]))
 
 
-def _inserted_rows(changes):
-    """The inserted rows of a change feed, in commit order, as ALERT_COLUMNS."""
+def _inserted_rows(changes, since_window_end: datetime | None = None):
+    """The inserted rows of a change feed, in commit order, as ALERT_COLUMNS, without the
+    windows that end at or before `since_window_end`."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     changes = _normalize(changes)
-    # Without CDF enabled an append shows up as "insert"; a delete or an update (never done to
-    # this append-only table) would show up as something else, and is no new window.
+    # Without CDF enabled an append shows up as "insert"; the DELETE of a full refresh shows up
+    # as "delete", and is no new window.
     changes = changes.filter(pc.equal(changes["_change_type"], "insert"))
+    if since_window_end is not None:
+        # The stream appends windows in the order of their end (each batch's windows end after
+        # the previous batch's watermark): a window ending at or before one already seen is a
+        # window written again by a full refresh, whose breaches were alerted the first time.
+        changes = changes.filter(
+            pc.greater(changes["window_end"], pa.scalar(since_window_end, changes["window_end"].type))
+        )
     changes = changes.sort_by([("_commit_version", "ascending")])
     return changes.select(list(ALERT_COLUMNS))
 

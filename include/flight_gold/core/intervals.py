@@ -8,7 +8,10 @@ import re
 # What GoldConfig accepts and Spark's window()/withWatermark() understand.
 INTERVAL_PATTERN = r"^\s*\d+(\.\d+)?\s*(second|seconds|minute|minutes|hour|hours)\s*$"
 _INTERVAL = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(second|minute|hour)s?\s*")
-_UNIT_MS = {"second": 1_000, "minute": 60_000, "hour": 3_600_000}
+_UNIT_MS = {"second": 1_000, "minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
+# Durations of the project's own settings (retentions, delays): Spark's units plus days.
+DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(second|seconds|minute|minutes|hour|hours|day|days)\s*$"
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(second|minute|hour|day)s?\s*")
 
 _DELTA_PART = re.compile(
     r"(\d+(?:\.\d+)?)\s*(week|day|hour|minute|second|millisecond|microsecond)s?\b", re.IGNORECASE
@@ -38,6 +41,18 @@ def interval_ms(text: str) -> int:
 
 def interval_seconds(text: str) -> float:
     return interval_ms(text) / 1000
+
+
+def is_duration(text: str) -> bool:
+    return bool(re.match(DURATION_PATTERN, text or ""))
+
+
+def duration_seconds(text: str) -> float:
+    """'7 days' -> 604800.0, '0 seconds' -> 0.0. ValueError for anything else."""
+    match = _DURATION.fullmatch(text or "")
+    if not match:
+        raise ValueError(f"not a duration like '30 seconds', '5 minutes' or '7 days': {text!r}")
+    return float(match.group(1)) * _UNIT_MS[match.group(2)] / 1000
 
 
 def delta_interval_hours(value: str | None) -> float | None:

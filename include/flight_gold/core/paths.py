@@ -15,6 +15,10 @@ SILVER_FLIGHTS_ML = "silver/flights_ml"
 GOLD_AGGREGATIONS = "gold/streaming_aggregations"
 CHECKPOINTS = "_checkpoints"
 ALERTS = "_alerts"
+# The stream's control and health documents (stop request, health, alert throttle).
+CONTROL = "_control"
+# Tables the job keeps about itself (per-batch metrics).
+METRICS = "_metrics"
 
 
 def join(root: str, *parts: str) -> str:
@@ -40,8 +44,19 @@ class LakehousePaths:
     def checkpoint(self, name: str) -> str:
         return join(self.root, CHECKPOINTS, GOLD_AGGREGATIONS, gold_table(name).name)
 
+    def refresh_marker(self, name: str) -> str:
+        """Beside the checkpoint folder (clearing the folder keeps it): present while a full
+        refresh of the table is unfinished (flight_gold.spark.refresh)."""
+        return self.checkpoint(name) + ".full_refresh"
+
     def alerts(self, file_name: str) -> str:
         return join(self.root, ALERTS, file_name)
+
+    def control(self, file_name: str) -> str:
+        return join(self.root, CONTROL, file_name)
+
+    def metrics(self, table_name: str) -> str:
+        return join(self.root, METRICS, table_name)
 
     @property
     def flight_phase_counts(self) -> str:

@@ -13,6 +13,9 @@ JSON endpoints (query: `range`=15m|1h|...|7d, or `start`/`end` in ISO 8601):
     GET api/breaches         the windows the alert DAG sends (select_breaches), last alert
     GET api/freshness        newest window and lag of each Gold table (no range)
     GET api/streaming-run    the latest run of the gold_streaming DAG (no range)
+    GET api/stream-health    the stream's state, restarts in 24 h, last failure, lag behind Silver_ML
+    GET api/stream-metrics   per-batch metrics of the job (rows/s, batch duration, state, late rows),
+                             by batch time (wall clock) in the range
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from flight_gold import dashboard
 from flight_gold.airflow.defaults import STREAMING_DAG_ID
 from flight_gold.core.config import ConfigError, GoldConfig
 from flight_gold.core.times import iso, utcnow
+from flight_gold.dashboard import stream
 
 log = logging.getLogger(__name__)
 
@@ -200,11 +204,17 @@ def create_app() -> FastAPI:
         config, settings = _config(), dashboard.alert_settings()
         with _reading(config):
             view = dashboard.page(config, time_range, now, settings, _tables(config, now))
+            health = stream.stream_health(config, now)
+            # The metrics follow the wall clock: the requested range, even when the Gold panels
+            # moved to older data.
+            metrics = stream.stream_metrics(config, time_range)
         return JSONResponse(
             {
                 **view,
                 "last_alert": _with_run_url(view["last_alert"]),
                 "streaming_run": streaming_run(session, user),
+                "stream_health": health,
+                "stream_metrics": metrics,
             }
         )
 
@@ -246,6 +256,18 @@ def create_app() -> FastAPI:
         config = _config()
         with _reading(config):
             return JSONResponse(dashboard.freshness(_tables(config), utcnow()))
+
+    @app.get("/api/stream-health")
+    def health():
+        config = _config()
+        with _reading(config):
+            return JSONResponse(stream.stream_health(config, utcnow()))
+
+    @app.get("/api/stream-metrics")
+    def metrics(range_: RangeParam = None, start: StartParam = None, end: EndParam = None):
+        time_range, config = _time_range(range_, start, end), _config()
+        with _reading(config):
+            return JSONResponse({"range": time_range.as_dict(), **stream.stream_metrics(config, time_range)})
 
     @app.get("/api/streaming-run")
     def latest_streaming_run(session: SessionDep, user: GetUserDep):

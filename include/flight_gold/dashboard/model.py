@@ -9,6 +9,7 @@ refresh brings up to date with the commits added since. A table's state at one v
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -287,3 +288,36 @@ def _plain(f: pa.Field) -> pa.Field:
 
 def _py_utc(value: datetime | None) -> datetime | None:
     return None if value is None else as_utc(value)
+
+
+def span_text(label: str) -> str:
+    """'1h' -> '1 hour', '15m' -> '15 minutes', '2d' -> '2 days'."""
+    match = re.fullmatch(r"(\d+)([mhd])", label.strip())
+    if not match:
+        return label
+    n, unit = int(match.group(1)), {"m": "minute", "h": "hour", "d": "day"}[match.group(2)]
+    return f"{n} {unit}{'' if n == 1 else 's'}"
+
+
+def data_range(tables: GoldTables, time_range: TimeRange) -> tuple[TimeRange, dict[str, Any] | None]:
+    """A relative range (last hour...) that holds no window while the tables hold some moves to
+    the same span ending at the newest window, with a note saying so: a lakehouse fed with
+    recorded traffic (the demo replays 2021) shows its data without typing dates. A custom range
+    is what the user asked for and stays."""
+    if time_range.label == "custom":
+        return time_range, None
+    ends = [
+        tables.state(n).newest_window_end
+        for n in GOLD_TABLE_NAMES
+        if tables.state(n).exists and tables.state(n).newest_window_end is not None
+    ]
+    if not ends or any((tables.read(n, time_range) or pa.table({})).num_rows for n in GOLD_TABLE_NAMES):
+        return time_range, None
+    end = max(ends)
+    moved = TimeRange(end - (time_range.end - time_range.start), end, time_range.label)
+    span = span_text(time_range.label)
+    note = (
+        f"No Gold window in the last {span}: showing the {span} up to the newest window "
+        f"({end.strftime('%Y-%m-%d %H:%M')} UTC)."
+    )
+    return moved, {"adjusted": True, "requested": time_range.as_dict(), "note": note}

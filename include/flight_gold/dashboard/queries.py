@@ -31,7 +31,7 @@ from flight_gold.core.contract import (
 )
 from flight_gold.core.intervals import interval_seconds
 from flight_gold.core.times import iso, parse_iso, utcnow
-from flight_gold.dashboard.model import TS, GoldTables, TimeRange
+from flight_gold.dashboard.model import TS, GoldTables, TimeRange, data_range
 from flight_gold.lake.checks import silver_ml_ready
 
 DEFAULT_RANGE = "1h"
@@ -388,13 +388,16 @@ def page(
     settings: AlertSettings | None = None,
     tables: GoldTables | None = None,
 ) -> dict[str, Any]:
-    """Everything the page shows, from one opening of each Gold table."""
+    """Everything the page shows, from one opening of each Gold table. `range` is the range
+    shown: the one asked for, or (with `adjusted`, `requested` and `note`) the same span ending at
+    the newest window when the one asked for holds none (data_range)."""
     settings = settings or alert_settings()
     tables = tables or GoldTables.open(config)
     fresh = freshness(tables, now)
+    time_range, moved = data_range(tables, time_range)
     return {
         "generated_at": iso(now),
-        "range": time_range.as_dict(),
+        "range": {**time_range.as_dict(), **(moved or {})},
         "threshold": settings.threshold,
         "phase_counts": phase_counts(tables, time_range),
         "anomaly_rates": anomaly_rates(tables, time_range, settings.threshold),

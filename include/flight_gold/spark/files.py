@@ -5,6 +5,8 @@ in tests. Both answer the same small FileAccess interface."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from typing import Protocol
 
 
@@ -17,6 +19,26 @@ class FileAccess(Protocol):
     def size(self, path: str) -> int: ...
 
     def read_range(self, path: str, offset: int, length: int) -> bytes: ...
+
+    def write(self, path: str, data: bytes) -> None:
+        """Replaces `path` with `data` whole: a reader sees the old content or the new one."""
+
+    def delete(self, path: str) -> bool:
+        """Deletes a file or a folder with everything in it; False when nothing was there."""
+
+
+def _write_local(path: str, data: bytes) -> None:
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 class LocalFiles:
@@ -37,6 +59,19 @@ class LocalFiles:
         with open(path, "rb") as f:
             f.seek(offset)
             return f.read(length)
+
+    def write(self, path: str, data: bytes) -> None:
+        _write_local(path, data)
+
+    def delete(self, path: str) -> bool:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+            return True
+        try:
+            os.unlink(path)
+            return True
+        except FileNotFoundError:
+            return False
 
 
 class HadoopFiles:
@@ -64,6 +99,23 @@ class HadoopFiles:
     def delete_tree(self, directory: str) -> None:
         p, fs = self._fs(directory)
         fs.delete(p, True)
+
+    def delete(self, path: str) -> bool:
+        p, fs = self._fs(path)
+        return bool(fs.delete(p, True))
+
+    def write(self, path: str, data: bytes) -> None:
+        if "://" not in path or path.startswith("file://"):
+            # A local root: a rename makes the replacement atomic (Hadoop's local create is not).
+            _write_local(path.removeprefix("file://"), data)
+            return
+        # An object store's PUT is atomic: the object appears whole when the stream closes.
+        p, fs = self._fs(path)
+        out = fs.create(p, True)
+        try:
+            out.write(bytearray(data))
+        finally:
+            out.close()
 
     def read(self, path: str) -> bytes:
         p, fs = self._fs(path)

@@ -33,6 +33,11 @@ from flight_gold.spark.files import FileAccess, HadoopFiles
 log = logging.getLogger("flight_gold.spark.guards")
 
 LOCK_FILE = "_gold_job.lock"
+# Who holds a checkpoint lock: the Gold stream for its whole run, or the maintenance job for
+# the time of one OPTIMIZE of that checkpoint's table (local roots only).
+STREAM_ROLE, MAINTENANCE_ROLE = "stream", "maintenance"
+# How long a starting stream waits for a maintenance job's OPTIMIZE to end.
+MAINTENANCE_WAIT_S = 120.0
 # Actions a Delta commit may hold (protocol spec); a line with none of them is not a commit line.
 DELTA_ACTIONS = frozenset(
     {
@@ -58,6 +63,19 @@ class GuardError(RuntimeError):
 
 class CheckpointInUseError(GuardError):
     """Another running instance holds the checkpoint."""
+
+    def __init__(self, message: str, holder: dict | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder or {}
+
+    @property
+    def role(self) -> str:
+        # A record from before roles existed was written by a Gold stream.
+        return str(self.holder.get("role", STREAM_ROLE))
+
+
+class CheckpointBusyError(GuardError):
+    """A maintenance job held the checkpoint for longer than the stream waits: a retry starts."""
 
 
 class CheckpointMismatchError(GuardError):
@@ -85,6 +103,7 @@ class CheckpointLock:
 
     checkpoint: str
     local: bool
+    role: str = STREAM_ROLE
     _fd: int | None = None
 
     @property
@@ -100,22 +119,27 @@ class CheckpointLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _describe_holder(fd)
+            holder = _read_holder(fd)
             os.close(fd)
+            what = "maintenance job" if holder.get("role") == MAINTENANCE_ROLE else "Gold job"
             raise CheckpointInUseError(
-                f"checkpoint {self.checkpoint} is in use by another running Gold job ({holder}); "
-                f"only one job may run per checkpoint: stop that job first (or leave it running)"
+                f"checkpoint {self.checkpoint} is in use by another running {what} "
+                f"({_describe_holder(holder)}); only one job may run per checkpoint: stop that "
+                f"job first (or leave it running)",
+                holder,
             ) from None
         os.ftruncate(fd, 0)
-        os.write(
+        os.pwrite(
             fd,
             json.dumps(
                 {
                     "pid": os.getpid(),
                     "host": socket.gethostname(),
                     "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "role": self.role,
                 }
             ).encode(),
+            0,
         )
         self._fd = fd
 
@@ -126,16 +150,29 @@ class CheckpointLock:
             self._fd = None
 
 
-def _describe_holder(fd: int) -> str:
+def _read_holder(fd: int) -> dict:
     try:
         info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return info if isinstance(info, dict) else {}
+    except (ValueError, OSError):
+        return {}
+
+
+def _describe_holder(info: dict) -> str:
+    try:
         return f"pid {info['pid']} on {info['host']} since {info['since']}"
-    except (ValueError, KeyError, OSError):
+    except KeyError:
         return "holder unknown"
 
 
-def lock_checkpoints(config: GoldConfig) -> list[CheckpointLock]:
-    """Locks the checkpoint of every configured query, or none (CheckpointInUseError)."""
+def lock_checkpoints(
+    config: GoldConfig, wait_s: float = MAINTENANCE_WAIT_S, poll_s: float = 0.5
+) -> list[CheckpointLock]:
+    """Locks the checkpoint of every configured query, or none.
+
+    A checkpoint held by a maintenance job (an OPTIMIZE of that table, minutes at most) is
+    waited for, up to `wait_s` seconds (then CheckpointBusyError: a retry will start); one held
+    by another Gold stream raises CheckpointInUseError at once."""
     if config.is_s3:
         log.warning(
             "checkpoints on object storage: the single-instance lock only covers this host; "
@@ -145,13 +182,48 @@ def lock_checkpoints(config: GoldConfig) -> list[CheckpointLock]:
     try:
         for name in config.queries:
             lock = CheckpointLock(config.paths.checkpoint(name), local=not config.is_s3)
-            lock.acquire()
+            _acquire_waiting_for_maintenance(lock, wait_s, poll_s)
             locks.append(lock)
-    except CheckpointInUseError:
+    except GuardError:
         for lock in locks:
             lock.release()
         raise
     return locks
+
+
+def _acquire_waiting_for_maintenance(lock: CheckpointLock, wait_s: float, poll_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    logged = False
+    stream_seen = 0
+    while True:
+        try:
+            lock.acquire()
+            return
+        except CheckpointInUseError as exc:
+            if exc.role != MAINTENANCE_ROLE:
+                # Seen twice, so that the record a new holder has not yet replaced (it writes
+                # it right after taking the lock) cannot pass for another stream.
+                stream_seen += 1
+                if stream_seen >= 2:
+                    raise
+                time.sleep(poll_s)
+                continue
+            stream_seen = 0
+            if time.monotonic() >= deadline:
+                raise CheckpointBusyError(
+                    f"checkpoint {lock.checkpoint} is still held by a maintenance job "
+                    f"({_describe_holder(exc.holder)}) after {wait_s:.0f} s; start the job again "
+                    f"once it has finished (an Airflow retry does)"
+                ) from None
+            elif not logged:
+                log.warning(
+                    "checkpoint %s is held by a maintenance job (%s): waiting up to %.0f s for it",
+                    lock.checkpoint,
+                    _describe_holder(exc.holder),
+                    wait_s,
+                )
+                logged = True
+        time.sleep(poll_s)
 
 
 # -- the checkpoint belongs to this Silver_ML table ----------------------------------------------
@@ -203,7 +275,8 @@ def check_checkpoint_source(files: FileAccess, config: GoldConfig, silver_table_
             f"{offset['reservoirId']}) than the one now at {silver} (table id {silver_table_id}): "
             f"the table was deleted and re-created, and the checkpoint's offsets mean nothing in the "
             f"new one. Nothing was written. To keep the old results and its offsets, restore the old "
-            f"table; to process the new table from its start, move aside both the checkpoint "
+            f"table; to process the new table from its start, run with --full-refresh (it deletes "
+            f"the Gold rows of the old table with the checkpoint), or move aside both the checkpoint "
             f"{checkpoint} and the Gold table {config.paths.gold_table(name)} (its windows came from "
             f"the old table), then start the job again"
         )

@@ -1,28 +1,24 @@
 """Delta maintenance of the Gold tables: OPTIMIZE (bin-packing compaction of the small files every
 micro-batch appends) then VACUUM (deletes the files no version inside the retention needs).
 
-Why it is safe next to the running Gold stream:
+The Gold stream is the only writer of a Gold table's log, on every root (see
+flight_gold.spark.compaction): it compacts its tables itself. So:
 
-- Compaction rewrites files with dataChange=false. Delta checks its commit against every commit
-  that landed meanwhile, and the stream's sink only adds files (a blind append), so neither side
-  conflicts: each one retries its commit on top of the other's without failing.
-  tests/e2e/test_maintenance_concurrent.py checks this on Delta 4.4 from the transaction log.
-- VACUUM deletes a file only when it is unreferenced *and* older than the retention: a file
-  removed by a commit older than the retention, or a file no commit knows (a write that failed,
-  or the micro-batch still being written) whose modification time is older than the retention.
-  The files of a batch in flight are seconds old, and every version younger than the retention
-  stays readable (time travel). The retention may go below the table's
-  `delta.deletedFileRetentionDuration` (7 days by default) only with the explicit
-  `allow_unsafe_retention`, which lifts Delta's own safety check for that one call.
+- OPTIMIZE here runs only where it cannot be a second writer: on a local root, while it holds
+  the table's checkpoint lock (the lock the stream holds for its whole run; a stream that starts
+  meanwhile waits for it). With a stream running, OPTIMIZE of that table is skipped ("the running
+  Gold stream compacts this table itself every ..."). On an s3a:// root the lock only covers one
+  host, so OPTIMIZE is always skipped there. A skip is no failure: the report names it.
+- VACUUM writes nothing to the log (VACUUM START/END commits off, see
+  flight_gold.spark.delta_ops), so it runs beside the stream on every root. It deletes a file
+  only when it is unreferenced *and* older than the retention: a file removed by a commit older
+  than the retention, or a file no commit knows (a write that failed, or the micro-batch still
+  being written) whose modification time is older than the retention. The files of a batch in
+  flight are seconds old, and every version younger than the retention stays readable (time
+  travel). The retention may go below the table's `delta.deletedFileRetentionDuration` (7 days
+  by default) only with the explicit `allow_unsafe_retention`, which lifts Delta's own safety
+  check for that one call.
 - The streams' checkpoints live under `_checkpoints/`, outside the table folders VACUUM lists.
-
-Delta 4.4 ignores VACUUM's `RETAIN n HOURS` unless n is 0 (internal setting
-`spark.databricks.delta.vacuum.retentionWindowIgnore.enabled`, on by default) and uses the
-table's `delta.deletedFileRetentionDuration` instead: a retention asked above the table's would
-silently delete more than asked. `vacuum_table` turns that setting off for its one call, so the
-retention asked is the retention applied (the VACUUM START commit records it as
-`specifiedRetentionMillis`), still under Delta's safety check. Delta rounds it to whole hours,
-hence an integer here.
 
 Functions take a SparkSession and a GoldConfig and return plain dicts, so that the job
 (jobs/maintenance.py), the DAG (dags/gold_maintenance.py) and the tests share them.
@@ -31,7 +27,6 @@ Functions take a SparkSession and a GoldConfig and return plain dicts, so that t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -45,18 +40,22 @@ from flight_gold.core.config import ConfigError, GoldConfig, parse_table_list
 from flight_gold.core.contract import GOLD_TABLE_NAMES
 from flight_gold.core.errors import EXIT_ALL_MISSING, EXIT_BAD_INPUT, EXIT_OK, EXIT_TABLE_FAILED, one_line
 from flight_gold.core.intervals import delta_interval_hours
+from flight_gold.spark.compaction import optimize
+from flight_gold.spark.delta_ops import (  # noqa: F401 - the constants are part of this module's interface
+    RETENTION_CHECK_CONF,
+    RETENTION_WINDOW_IGNORE_CONF,
+    VACUUM_LOGGING_CONF,
+    table_exists,
+    table_stats,
+    vacuum_table,
+)
+from flight_gold.spark.guards import MAINTENANCE_ROLE, CheckpointInUseError, CheckpointLock
 
 log = logging.getLogger("flight_gold.maintenance")
 
 MODES = ("optimize", "vacuum", "both")
 DEFAULT_RETENTION_HOURS = 168
-RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
-RETENTION_WINDOW_IGNORE_CONF = "spark.databricks.delta.vacuum.retentionWindowIgnore.enabled"
-VACUUM_LOGGING_CONF = "spark.databricks.delta.vacuum.logging.enabled"
 RETENTION_PROPERTY = "delta.deletedFileRetentionDuration"
-# Delta writes VACUUM START/END commits (with numDeletedFiles) on these file systems only, unless
-# VACUUM_LOGGING_CONF says otherwise (VacuumCommandImpl.supportedFsForLogging).
-_VACUUM_LOGGED_SCHEMES = ("wasbs", "wasbss", "abfs", "abfss", "adl", "gs", "file", "hdfs")
 
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 
@@ -77,6 +76,8 @@ REPORT_KEYS = (
     "vacuum_files_removed",
     "retention_hours",
     "duration_s",
+    # Why OPTIMIZE did not run on this table (the stream compacts it), or null.
+    "optimize_skipped",
 )
 
 
@@ -147,123 +148,6 @@ def check_retention(
     return True
 
 
-# -- reading a table's state -------------------------------------------------------------------
-
-
-def table_exists(spark, path: str) -> bool:
-    from delta.tables import DeltaTable
-
-    return bool(DeltaTable.isDeltaTable(spark, path))
-
-
-def latest_version(spark, path: str) -> int:
-    from delta.tables import DeltaTable
-
-    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
-
-
-def table_stats(spark, path: str) -> dict[str, Any]:
-    """Version, active files and bytes of one snapshot (DESCRIBE DETAIL), and the properties.
-
-    DESCRIBE DETAIL does not say which version it describes; reading the latest version before
-    and after it, and retrying when a concurrent commit slipped in between, ties the two."""
-    from delta.tables import DeltaTable
-
-    table = DeltaTable.forPath(spark, path)
-    before = latest_version(spark, path)
-    for _ in range(5):
-        detail = table.detail().first()
-        after = latest_version(spark, path)
-        if after == before:
-            break
-        before = after
-    return {
-        "version": after,
-        "files": int(detail["numFiles"]),
-        "bytes": int(detail["sizeInBytes"]),
-        "properties": dict(detail["properties"] or {}),
-    }
-
-
-# -- the two operations ---------------------------------------------------------------------------
-
-
-def optimize_table(spark, path: str) -> dict[str, int]:
-    """Bin-packing compaction (OPTIMIZE); returns the files and bytes it removed and added."""
-    from delta.tables import DeltaTable
-
-    metrics = DeltaTable.forPath(spark, path).optimize().executeCompaction().first()["metrics"]
-    return {
-        "files_removed": int(metrics["numFilesRemoved"]),
-        "files_added": int(metrics["numFilesAdded"]),
-        "bytes_removed": int(metrics["filesRemoved"]["totalSize"] or 0),
-        "bytes_added": int(metrics["filesAdded"]["totalSize"] or 0),
-    }
-
-
-def _vacuum_is_logged(spark, path: str) -> bool:
-    explicit = spark.conf.get(VACUUM_LOGGING_CONF, None)
-    if explicit is not None:
-        return explicit.strip().lower() == "true"
-    scheme = path.split("://", 1)[0].lower() if "://" in path else "file"
-    return scheme in _VACUUM_LOGGED_SCHEMES
-
-
-def _sql_path(path: str) -> str:
-    return "delta.`" + path.replace("`", "``") + "`"
-
-
-@contextlib.contextmanager
-def session_conf(spark, settings: dict[str, str]):
-    """Spark settings for the duration of a block: the session may be shared (tests, a longer
-    job), and an override must not outlive the one call it was meant for."""
-    previous = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
-
-
-def vacuum_table(spark, path: str, retention_hours: int, lift_retention_check: bool = False) -> int:
-    """VACUUM with the given retention; returns how many files it deleted.
-
-    The count is Delta's own (numDeletedFiles of the VACUUM END commit) where Delta logs VACUUM;
-    on object stores where it does not (s3a), it is the DRY RUN list taken just before."""
-    from delta.tables import DeltaTable
-
-    logged = _vacuum_is_logged(spark, path)
-    start = latest_version(spark, path)
-    settings = {RETENTION_WINDOW_IGNORE_CONF: "false"}
-    if lift_retention_check:
-        settings[RETENTION_CHECK_CONF] = "false"
-    with session_conf(spark, settings):
-        dry_run = (
-            None
-            if logged
-            else spark.sql(f"VACUUM {_sql_path(path)} RETAIN {int(retention_hours)} HOURS DRY RUN").count()
-        )
-        DeltaTable.forPath(spark, path).vacuum(int(retention_hours))
-    if not logged:
-        return int(dry_run)
-    end = latest_version(spark, path)
-    history = DeltaTable.forPath(spark, path).history(max(end - start, 1))
-    ends = (
-        history.where(f"version > {start} AND operation = 'VACUUM END'")
-        .orderBy("version")
-        .select("operationMetrics")
-        .collect()
-    )
-    if not ends:
-        raise RuntimeError(f"VACUUM of {path} left no VACUUM END commit after version {start}")
-    return int(ends[0][0].get("numDeletedFiles", 0))
-
-
 # -- one run -----------------------------------------------------------------------------------
 
 
@@ -318,11 +202,19 @@ def run_maintenance(spark, config: GoldConfig, request: MaintenanceRequest) -> l
         )
         try:
             if request.optimize:
-                compaction = optimize_table(spark, path)
-                row.update(
-                    optimize_files_removed=compaction["files_removed"],
-                    optimize_files_added=compaction["files_added"],
-                )
+                lock, skip = claim_for_optimize(config, table)
+                if lock is None:
+                    log.warning("%s: OPTIMIZE skipped: %s", table, skip)
+                    row["optimize_skipped"] = skip
+                else:
+                    try:
+                        compaction = optimize(spark, path)
+                    finally:
+                        lock.release()
+                    row.update(
+                        optimize_files_removed=compaction["files_removed"],
+                        optimize_files_added=compaction["files_added"],
+                    )
             if request.vacuum:
                 if lift[table]:
                     log.warning(
@@ -332,7 +224,10 @@ def run_maintenance(spark, config: GoldConfig, request: MaintenanceRequest) -> l
                         minimum_retention_hours(stats["properties"]),
                     )
                 row["vacuum_files_removed"] = vacuum_table(spark, path, request.retention_hours, lift[table])
-            row["status"] = OK
+            if request.vacuum or not row["optimize_skipped"]:
+                row["status"] = OK
+            else:
+                row.update(status=SKIPPED, reason=row["optimize_skipped"])
         except Exception as exc:
             log.error("%s failed: %s", table, one_line(exc))
             row.update(status=FAILED, reason=one_line(exc))
@@ -346,6 +241,28 @@ def run_maintenance(spark, config: GoldConfig, request: MaintenanceRequest) -> l
         log.info("%s", format_row(row))
         report.append(row)
     return report
+
+
+def claim_for_optimize(config: GoldConfig, table: str) -> tuple[CheckpointLock | None, str | None]:
+    """(the table's checkpoint lock, None) when this job may OPTIMIZE it; (None, why not)
+    when the table has another writer: its Gold stream, which then compacts it itself."""
+    if config.compact_interval_s is None:
+        itself = "would compact it itself, but its compaction is off (GOLD_COMPACT_INTERVAL=off)"
+    else:
+        itself = f"compacts this table itself every {config.compact_interval}"
+    if config.is_s3:
+        return None, (
+            f"on object storage the Gold stream is the only writer of {table}'s log (a second "
+            f"driver could overwrite one of its commits) and {itself}"
+        )
+    lock = CheckpointLock(config.paths.checkpoint(table), local=True, role=MAINTENANCE_ROLE)
+    try:
+        lock.acquire()
+    except CheckpointInUseError as exc:
+        if exc.role == MAINTENANCE_ROLE:
+            return None, f"another maintenance job is compacting {table} now"
+        return None, f"the running Gold stream {itself}"
+    return lock, None
 
 
 def summary(report: list[dict[str, Any]]) -> dict[str, Any]:
@@ -363,7 +280,8 @@ def summary(report: list[dict[str, Any]]) -> dict[str, Any]:
 def exit_code(report: list[dict[str, Any]]) -> int:
     if any(r["status"] == FAILED for r in report):
         return EXIT_TABLE_FAILED
-    if report and all(r["status"] == SKIPPED for r in report):
+    # 99 says every table is missing; OPTIMIZE left to the stream is no reason to skip the task.
+    if report and all(r["status"] == SKIPPED and not r.get("optimize_skipped") for r in report):
         return EXIT_ALL_MISSING
     return EXIT_OK
 
@@ -379,6 +297,8 @@ def format_row(row: dict[str, Any]) -> str:
     )
     if row.get("optimize_files_removed") is not None:
         text += f", compacted {row['optimize_files_removed']} files into {row['optimize_files_added']}"
+    if row.get("optimize_skipped"):
+        text += f", OPTIMIZE skipped ({row['optimize_skipped']})"
     if row.get("vacuum_files_removed") is not None:
         text += f", VACUUM ({row['retention_hours']:g} h) removed {row['vacuum_files_removed']} files"
     if row["status"] == FAILED:

@@ -4,10 +4,19 @@ double a window."""
 
 from __future__ import annotations
 
+import logging
+
 from pyspark.sql import SparkSession
 
 from flight_gold.core.config import GoldConfig
 from flight_gold.core.errors import one_line
+from flight_gold.spark.checkpoints import (
+    GoldNotEmptyError,
+    check_settings,
+    clear_first_batch_debris,
+    is_new,
+    write_settings,
+)
 from flight_gold.spark.files import HadoopFiles
 from flight_gold.spark.guards import (
     DeltaLogError,
@@ -17,7 +26,10 @@ from flight_gold.spark.guards import (
     latest_source_offset,
     validate_delta_log,
 )
+from flight_gold.spark.refresh import check_no_unfinished_refresh, full_refresh
 from flight_gold.spark.schemas import validate_silver_schema
+
+log = logging.getLogger("flight_gold.spark.preflight")
 
 
 class SilverNotReadyError(RuntimeError):
@@ -84,3 +96,56 @@ def check_checkpoints(spark: SparkSession, config: GoldConfig) -> None:
     """CheckpointMismatchError when a query's checkpoint was written for another Silver_ML table
     (deleted and re-created at the same path). Run it with the checkpoints locked."""
     check_checkpoint_source(HadoopFiles(spark), config, silver_table_id(spark, config))
+
+
+def prepare_checkpoints(spark: SparkSession, config: GoldConfig) -> list[str]:
+    """Everything done to the checkpoints before the queries start; run it with them locked.
+    Returns the queries whose checkpoint is new (no batch yet).
+
+    --full-refresh first (or the refusal of a plain start after an unfinished one); then the
+    leftovers of a first batch that never committed are removed; then the refusals (another
+    Silver_ML table, a new checkpoint beside a Gold table with rows, changed settings), all
+    before anything else is written; last, the settings of new checkpoints are recorded."""
+    files = HadoopFiles(spark)
+    if config.full_refresh:
+        full_refresh(spark, files, config)
+    else:
+        check_no_unfinished_refresh(files, config)
+    for name in config.queries:
+        checkpoint = config.paths.checkpoint(name)
+        removed = clear_first_batch_debris(files, checkpoint)
+        if removed:
+            log.warning(
+                "checkpoint %s: removed %s, left by a first batch that never committed (a kill "
+                "while it started); the query starts it again",
+                checkpoint,
+                ", ".join(removed),
+            )
+    check_checkpoints(spark, config)
+    fresh = [name for name in config.queries if is_new(files, config.paths.checkpoint(name))]
+    for name in fresh:
+        check_gold_is_empty(spark, config, name)
+    documents = {name: check_settings(files, config, name) for name in config.queries}
+    for name, document in documents.items():
+        if document is not None:
+            write_settings(files, config, name, document)
+    return fresh
+
+
+def check_gold_is_empty(spark: SparkSession, config: GoldConfig, name: str) -> None:
+    """A new checkpoint must not write next to rows an earlier stream wrote: its query id (the
+    writer's idempotency key) is new, so every window would be appended a second time."""
+    from delta.tables import DeltaTable
+
+    gold = config.paths.gold_table(name)
+    if not DeltaTable.isDeltaTable(spark, gold):
+        return
+    rows = spark.read.format("delta").load(gold).count()
+    if rows:
+        raise GoldNotEmptyError(
+            f"Gold table {name} at {gold} already holds {rows} rows but its checkpoint "
+            f"{config.paths.checkpoint(name)} has no batch (deleted, moved, or never made): "
+            f"starting would append every window of Silver_ML a second time. Nothing was "
+            f"written. Put the checkpoint back to resume, or run with --full-refresh to rebuild "
+            f"{name} from all of Silver_ML"
+        )

@@ -1,18 +1,30 @@
-"""What the job says about each micro-batch: one structured log line per batch and query, with
-cumulative counters, and a summary line when the job ends."""
+"""What the job says about each micro-batch: a structured log line (gold_progress) per batch and
+query, with cumulative counters, and a summary line when the job ends; and a row per batch and
+query for the metrics table (flight_gold.lake.metrics).
+
+A continuous run would write a line every trigger interval and query for weeks: there the lines
+are sampled. Per query, a batch is logged when it wrote Gold (the watermark closed windows: the
+state operators removed rows), when it dropped rows (late, null or future timestamps, NaN
+nulled), or when the query logged nothing for `progress_log_every` (default 1 minute); a batch
+held back is logged when its query goes idle or the job stops, so the newest state of each
+query always reaches the log. A one-shot run (available-now) logs every batch: its log is bounded
+by its input, not by time."""
 
 from __future__ import annotations
 
 import json
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQueryListener
 
 from flight_gold.core.config import GoldConfig
-from flight_gold.core.times import epoch_ms
+from flight_gold.core.intervals import duration_seconds
+from flight_gold.core.times import epoch_ms, parse_iso
 from flight_gold.spark.transforms import (
     EVENT_TIME_BUCKET_LIMIT,
     EVENT_TIME_BUCKETS,
@@ -72,20 +84,36 @@ class ProgressLogger(StreamingQueryListener):
     watermarks of the batches before a restart."""
 
     def __init__(
-        self, config: GoldConfig | None = None, watermarks: dict[str, dict[int, int]] | None = None
+        self,
+        config: GoldConfig | None = None,
+        watermarks: dict[str, dict[int, int]] | None = None,
+        skipped_commits=None,
+        metrics=None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config or GoldConfig()
+        # flight_gold.spark.upstream.SkippedCommitLog, or None.
+        self.skipped_commits = skipped_commits
         self.counters: dict[str, QueryCounters] = {}
+        self.metrics = metrics  # a MetricsWriter, or anything with add(row)
         self._lock = threading.Lock()
         self._bucket_ms = bucket_ms()
         self._watermarks = {name: dict(marks) for name, marks in (watermarks or {}).items()}
         self._started: set[str] = set()
+        one_shot = self.config.trigger == "available-now"
+        self._every_s = 0.0 if one_shot else duration_seconds(self.config.progress_log_every)
+        self._clock = clock
+        self._last_logged: dict[str, float] = {}
+        self._held: dict[str, dict] = {}
+        self._names: dict[str, str] = {}
+        self.lines_logged = 0
 
     def onQueryStarted(self, event) -> None:
         # available-now-loop starts each query every interval: the first start says it all.
         with self._lock:
             first = event.name not in self._started
             self._started.add(event.name)
+            self._names[str(event.id)] = event.name
         log.log(
             logging.INFO if first else logging.DEBUG,
             "query %s started (id %s, run %s)",
@@ -120,15 +148,19 @@ class ProgressLogger(StreamingQueryListener):
                     EVENT_TIME_BUCKET_LIMIT,
                 )
             late = late_rows(buckets, previous, window_step_ms(name), self._bucket_ms)
+        gold_rows = sum(op.numRowsRemoved for op in p.stateOperators)
+        batch_quality = {k: 0 for k in QUALITY_COUNTERS}
+        if observed is not None:
+            for key in QUALITY_COUNTERS:
+                value = observed[key] if key in observed else None  # noqa: SIM401
+                batch_quality[key] = int(value or 0)
         with self._lock:
             c = self.counters.setdefault(name, QueryCounters())
             c.batches += 1
             c.input_rows += p.numInputRows
             c.late_rows_dropped += late
-            if observed is not None:
-                for key in QUALITY_COUNTERS:
-                    value = observed[key] if key in observed else None  # noqa: SIM401
-                    c.quality[key] += int(value or 0)
+            for key, value in batch_quality.items():
+                c.quality[key] += value
             record = {
                 "query": name,
                 "batch_id": p.batchId,
@@ -139,12 +171,50 @@ class ProgressLogger(StreamingQueryListener):
                 "late_rows_dropped": late,
                 "spark_rows_dropped_by_watermark": spark_late,
                 "state_rows": state_rows,
+                "gold_rows_written": gold_rows,
                 "cumulative": c.as_dict(),
             }
-        log.info("%s %s", PROGRESS_PREFIX, json.dumps(record, sort_keys=False))
+            dropped = late or any(batch_quality[k] for k in QUALITY_COUNTERS if k != "rows_in")
+            now = self._clock()
+            last = self._last_logged.get(name)
+            due = self._every_s == 0 or last is None or now - last >= self._every_s
+            if gold_rows or dropped or due:
+                self._last_logged[name] = now
+                self._held.pop(name, None)
+                self.lines_logged += 1
+            else:
+                self._held[name] = record
+                record = None
+        if record is not None:
+            log.info("%s %s", PROGRESS_PREFIX, json.dumps(record, sort_keys=False))
+        if self.metrics is not None:
+            self.metrics.add(
+                metrics_row(p, name, late, spark_late, state_rows, gold_rows, batch_quality, watermark)
+            )
+        if self.skipped_commits is not None and p.sources:
+            try:
+                self.skipped_commits.observe(p.sources[0].startOffset, p.sources[0].endOffset)
+            except Exception as exc:  # a log line must never stop the listener
+                log.debug("could not inspect the Silver_ML commits of batch %s: %s", p.batchId, exc)
 
     def onQueryIdle(self, event) -> None:
-        pass
+        # The query has caught up: the batch it held back is its newest state, logged now.
+        with self._lock:
+            name = self._names.get(str(event.id))
+            record = self._held.pop(name, None) if name else None
+            if record is not None:
+                self._last_logged[name] = self._clock()
+                self.lines_logged += 1
+        if record is not None:
+            log.info("%s %s", PROGRESS_PREFIX, json.dumps(record, sort_keys=False))
+
+    def flush_held(self) -> None:
+        """Logs every batch still held back (the job is stopping)."""
+        with self._lock:
+            held, self._held = self._held, {}
+            self.lines_logged += len(held)
+        for record in held.values():
+            log.info("%s %s", PROGRESS_PREFIX, json.dumps(record, sort_keys=False))
 
     def onQueryTerminated(self, event) -> None:
         if event.exception:
@@ -161,7 +231,31 @@ class ProgressLogger(StreamingQueryListener):
             return {name: c.as_dict() for name, c in self.counters.items()}
 
     def log_summary(self) -> None:
+        self.flush_held()
         log.info("%s %s", SUMMARY_PREFIX, json.dumps(self.summary(), sort_keys=False))
+
+
+def metrics_row(p, name, late, spark_late, state_rows, gold_rows, quality, watermark) -> dict:
+    """The metrics table's row (flight_gold.lake.metrics.SCHEMA) of one progress event."""
+    return {
+        "batch_time": parse_iso(p.timestamp),
+        "query": name,
+        "run_id": str(p.runId),
+        "batch_id": p.batchId,
+        "input_rows": p.numInputRows,
+        "input_rows_per_second": float(p.inputRowsPerSecond or 0.0),
+        "processed_rows_per_second": float(p.processedRowsPerSecond or 0.0),
+        "batch_duration_ms": p.batchDuration,
+        "watermark": parse_iso(watermark) if watermark else None,
+        "state_rows": state_rows,
+        "state_memory_bytes": sum(op.memoryUsedBytes for op in p.stateOperators),
+        "gold_rows_written": gold_rows,
+        "late_rows_dropped": late,
+        "spark_rows_dropped_by_watermark": spark_late,
+        "dropped_null_timestamp": quality["dropped_null_timestamp"],
+        "dropped_future_timestamp": quality["dropped_future_timestamp"],
+        "nan_values_nulled": quality["nan_values_nulled"],
+    }
 
 
 def flush_listener_events(spark: SparkSession, timeout_ms: int = 10_000) -> None:

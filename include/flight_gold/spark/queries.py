@@ -9,14 +9,26 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from flight_gold.core.config import GoldConfig
+from flight_gold.spark.compaction import Compactor
+from flight_gold.spark.files import HadoopFiles
 from flight_gold.spark.sink import GoldTableWriter, ensure_gold_table
 from flight_gold.spark.transforms import GOLD_TRANSFORMS, clean_silver
 
 log = logging.getLogger("flight_gold.spark.queries")
 
 
+# maxFilesPerTrigger that admits any Silver_ML table's initial snapshot in one batch (without
+# the option Delta admits 1,000 files a batch, not everything).
+ALL_FILES = 1_000_000_000
+
+
 def silver_stream(spark: SparkSession, config: GoldConfig):
-    reader = spark.readStream.format("delta")
+    # skipChangeCommits: a commit that removes or rewrites rows (a GDPR purge, a retention job)
+    # is skipped whole instead of stopping the stream for good. Gold holds aggregates of windows
+    # already final by contract: rows removed upstream stay counted where they were counted,
+    # and rows such a commit adds are not read (upstream appends new rows in commits of their
+    # own). flight_gold.spark.upstream logs each skipped commit.
+    reader = spark.readStream.format("delta").option("skipChangeCommits", "true")
     if config.max_files_per_trigger:
         reader = reader.option("maxFilesPerTrigger", config.max_files_per_trigger)
     if config.max_bytes_per_trigger:
@@ -29,11 +41,13 @@ def start_queries(spark: SparkSession, config: GoldConfig, first_start: bool = T
     `first_start=False` (the later runs of available-now-loop) skips creating the Gold tables and
     logs the starts at debug level."""
     silver = clean_silver(silver_stream(spark, config), config)
+    files = HadoopFiles(spark)
     queries = []
     for name in config.queries:
         if first_start:
             ensure_gold_table(spark, config, name)
-        sink = GoldTableWriter(config.paths.gold_table(name))
+        path = config.paths.gold_table(name)
+        sink = GoldTableWriter(path, Compactor(spark, files, path, name, config.compact_interval_s))
         writer = (
             GOLD_TRANSFORMS[name](silver, config)
             .writeStream.foreachBatch(sink)

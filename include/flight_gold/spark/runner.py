@@ -2,8 +2,15 @@
 until they end, fail or are asked to stop. jobs/streaming_gold.py is its command line.
 
 Exit codes (flight_gold.core.errors): 0 done or stopped by SIGTERM/SIGINT; 1 a query failed
-(a retry resumes from its checkpoint); 2 bad input or configuration (nothing written); 3 another
-running instance holds the checkpoint.
+(a retry resumes from its checkpoint), or a maintenance job held a checkpoint for too long; 2 bad
+input or configuration (nothing written); 3 another running Gold stream holds the checkpoint.
+
+A new checkpoint first reads Silver_ML's current snapshot in one available-now batch, whatever
+maxFilesPerTrigger/maxBytesPerTrigger say: the Delta source splits a snapshot by file, not by
+event time, and on a compacted or Z-ordered table a later split would hold rows older than the
+watermark an earlier one set (dropped as late). The configured trigger and limits then go on
+from that checkpoint. A query stopped by a Silver_ML schema change is started again, in the
+same session, up to MAX_SCHEMA_RESTARTS times in a row without a batch in between.
 """
 
 from __future__ import annotations
@@ -25,15 +32,18 @@ from flight_gold.core.errors import (
     cause_chain,
 )
 from flight_gold.core.intervals import interval_seconds
-from flight_gold.spark.guards import CheckpointInUseError, GuardError, lock_checkpoints
+from flight_gold.lake.metrics import MetricsWriter
+from flight_gold.spark.files import HadoopFiles
+from flight_gold.spark.guards import CheckpointBusyError, CheckpointInUseError, GuardError, lock_checkpoints
 from flight_gold.spark.preflight import (
     SilverNotReadyError,
-    check_checkpoints,
     check_silver,
+    prepare_checkpoints,
     recorded_watermarks,
 )
 from flight_gold.spark.progress import ProgressLogger, flush_listener_events
-from flight_gold.spark.queries import start_queries
+from flight_gold.spark.queries import ALL_FILES, start_queries
+from flight_gold.spark.upstream import SkippedCommitLog, schema_change_version
 from flight_gold.spark.watch import StorageWatch
 
 log = logging.getLogger("flight_gold.jobs.streaming_gold")
@@ -42,6 +52,10 @@ APP_NAME = "flight-gold-streaming"
 # Prefix of the lines the job prints to stderr when it refuses to start or a query fails: the
 # Airflow task quotes the last one as the reason.
 ERROR_PREFIX = "streaming_gold:"
+# Restarts after a Silver_ML schema change with no committed batch in between, at most.
+MAX_SCHEMA_RESTARTS = 3
+# await_queries' answer when the queries stopped on a schema change and are to be started again.
+RESTART = -1
 
 
 def stop_on_signals() -> threading.Event:
@@ -60,26 +74,54 @@ def stop_on_signals() -> threading.Event:
 
 def run_gold_streams(spark: SparkSession, config: GoldConfig, stop: threading.Event) -> int:
     """Runs the configured Gold streams until they end, fail or `stop` is set; the exit code."""
-    locks = []
+    locks, listener = [], None
     try:
-        # Every guard runs before the first query starts: a refusal writes nothing.
+        # Every refusal happens before the first query starts and writes nothing (only
+        # --full-refresh and the leftovers of a first batch that never committed are removed).
         try:
             check_silver(spark, config)
             locks = lock_checkpoints(config)
-            check_checkpoints(spark, config)
+            fresh = prepare_checkpoints(spark, config)
         except CheckpointInUseError as exc:
             return refuse(exc, EXIT_CHECKPOINT_IN_USE)
+        except CheckpointBusyError as exc:
+            return refuse(exc, EXIT_QUERY_FAILED)
         except (SilverNotReadyError, GuardError) as exc:
             return refuse(exc, EXIT_BAD_INPUT)
-        listener = ProgressLogger(config, recorded_watermarks(spark, config))
-        spark.streams.addListener(listener)
-        code = run_streams(spark, config, stop)
-        flush_listener_events(spark)
-        listener.log_summary()
+        # The session may be shared (tests): the checkpoints are created with this count.
+        spark.conf.set("spark.sql.shuffle.partitions", str(config.shuffle_partitions))
+        skipped = SkippedCommitLog(HadoopFiles(spark), config.paths.silver_flights_ml)
+        log_metrics_endpoint(spark, config)
+        metrics = MetricsWriter(config).start()
+        try:
+            listener = ProgressLogger(
+                config, recorded_watermarks(spark, config), skipped_commits=skipped, metrics=metrics
+            )
+            spark.streams.addListener(listener)
+            code = run_streams(spark, config, stop, fresh)
+            flush_listener_events(spark)
+            listener.log_summary()
+        finally:
+            metrics.close()
+        log.info(
+            "metrics: %d row(s) written to %s; progress lines: %d logged, %d left out of the log",
+            metrics.rows_written,
+            metrics.path,
+            listener.lines_logged,
+            sum(c["batches"] for c in listener.summary().values()) - listener.lines_logged,
+        )
         return code
     finally:
+        if listener is not None:
+            spark.streams.removeListener(listener)
         for lock in locks:
             lock.release()
+
+
+def log_metrics_endpoint(spark: SparkSession, config: GoldConfig) -> None:
+    url = spark.sparkContext.uiWebUrl
+    if config.metrics_ui_port is not None and url:
+        log.info("Prometheus metrics of the streams: %s/metrics/prometheus", url.rstrip("/"))
 
 
 def refuse(exc: Exception, code: int) -> int:
@@ -88,12 +130,31 @@ def refuse(exc: Exception, code: int) -> int:
     return code
 
 
-def run_streams(spark: SparkSession, config: GoldConfig, stop: threading.Event) -> int:
+def run_streams(
+    spark: SparkSession, config: GoldConfig, stop: threading.Event, fresh: tuple[str, ...] | list[str] = ()
+) -> int:
     """Starts the queries and waits for them; in available-now-loop mode, runs them available-now
     once per trigger interval (an interval counts from a run's start) until `stop` is set or a run
-    fails. A stop between two runs has nothing in flight."""
+    fails. A stop between two runs has nothing in flight. `fresh`: the queries whose checkpoint
+    is new, which first read Silver_ML's snapshot in one batch."""
+    if fresh:
+        log.info(
+            "new checkpoint for %s: reading Silver_ML's current snapshot in one batch first",
+            ", ".join(fresh),
+        )
+        initial = config.replace(
+            trigger="available-now",
+            queries=tuple(fresh),
+            max_files_per_trigger=ALL_FILES,
+            max_bytes_per_trigger=None,
+        )
+        code = run_restarting(spark, initial, stop, first_start=True, quiet=True)
+        if code != EXIT_OK or stop.is_set():
+            return code
+    # The initial run created the Gold tables of its queries and logged their starts.
+    first = set(fresh) != set(config.queries)
     if config.trigger != "available-now-loop":
-        return await_queries(start_queries(spark, config), stop, config)
+        return run_restarting(spark, config, stop, first_start=first)
     interval_s = interval_seconds(config.trigger_interval)
     run_config = config.replace(trigger="available-now")
     runs = 0
@@ -104,13 +165,17 @@ def run_streams(spark: SparkSession, config: GoldConfig, stop: threading.Event) 
     )
     while True:
         began = time.monotonic()
-        code = await_queries(
-            start_queries(spark, run_config, first_start=runs == 0), stop, config, quiet=True
+        code = run_restarting(
+            spark, run_config, stop, first_start=first and runs == 0, quiet=True, loop_config=config
         )
         runs += 1
-        if code != EXIT_OK or stop.is_set():
+        if code != EXIT_OK:
             log.info("available-now-loop: %d runs", runs)
             return code
+        if stop.is_set():
+            # During the run (await_queries said whether it cut a batch) or as it was finishing.
+            log.info("available-now-loop: %d runs; stopped cleanly", runs)
+            return EXIT_OK
         if stop.wait(max(0.0, interval_s - (time.monotonic() - began))):
             log.info(
                 "stopped cleanly between two runs (%d runs): every window the watermark closed is written",
@@ -119,8 +184,34 @@ def run_streams(spark: SparkSession, config: GoldConfig, stop: threading.Event) 
             return EXIT_OK
 
 
+def run_restarting(
+    spark: SparkSession,
+    config: GoldConfig,
+    stop: threading.Event,
+    first_start: bool,
+    quiet: bool = False,
+    loop_config: GoldConfig | None = None,
+) -> int:
+    """One start of the queries, started again after a Silver_ML schema change; the exit code."""
+    restarts = 0
+    while True:
+        queries = start_queries(spark, config, first_start=first_start)
+        code = await_queries(
+            queries, stop, loop_config or config, quiet, allow_restart=restarts < MAX_SCHEMA_RESTARTS
+        )
+        if code != RESTART:
+            return code
+        # A committed batch since the last start: the schema change was real progress, not a loop.
+        restarts = 1 if any(q.lastProgress is not None for q in queries) else restarts + 1
+        first_start = False
+
+
 def await_queries(
-    queries, stop: threading.Event, config: GoldConfig | None = None, quiet: bool = False
+    queries,
+    stop: threading.Event,
+    config: GoldConfig | None = None,
+    quiet: bool = False,
+    allow_restart: bool = False,
 ) -> int:
     def failed():
         return [q for q in queries if q.exception() is not None]
@@ -142,6 +233,14 @@ def await_queries(
     broken = failed()
     for q in queries:
         q.stop()
+    versions = [schema_change_version(q.exception()) for q in broken]
+    if broken and allow_restart and all(v is not None for v in versions):
+        version = max(versions)
+        log.warning(
+            "Silver_ML's schema changed at version %s: restarting the queries",
+            version if version >= 0 else "(unknown)",
+        )
+        return RESTART
     for q in broken:
         cause = describe_failure(q.exception(), q.name, config)
         log.error("query %s failed: %s", q.name, cause)

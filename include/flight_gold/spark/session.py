@@ -54,8 +54,21 @@ def packages(config: GoldConfig) -> list[str]:
     return pkgs
 
 
-def spark_conf(config: GoldConfig) -> dict[str, str]:
-    """Every Spark setting of the project, also used by the DAGs for spark-submit's --conf."""
+# Which job a Spark application runs: its core cap on a spark:// master differs.
+STREAM, MAINTENANCE = "stream", "maintenance"
+
+
+def is_local_master(master: str) -> bool:
+    return master.strip().startswith("local")
+
+
+def spark_conf(config: GoldConfig, master: str | None = None, role: str = STREAM) -> dict[str, str]:
+    """Every Spark setting of the project, also used by the DAGs for spark-submit's --conf.
+
+    `master` is the master the application really runs on (default: config.spark_master):
+    spark-submit's --master or the Airflow connection's, which the settings that only suit a
+    local master, or only a cluster, must follow."""
+    master = master or config.spark_master
     conf = {
         "spark.jars.packages": ",".join(packages(config)),
         "spark.jars.excludes": ",".join(DELTA_EXCLUDES),
@@ -64,6 +77,8 @@ def spark_conf(config: GoldConfig) -> dict[str, str]:
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": str(config.shuffle_partitions),
+        # The streaming job turns the UI on for its Prometheus endpoint (metrics_conf); the other
+        # jobs need none.
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         # The Gold tables must stay readable by delta-rs (deltalake), which refuses v2 checkpoints
@@ -82,6 +97,13 @@ def spark_conf(config: GoldConfig) -> dict[str, str]:
         # workers on loopback: a 50-task stage in every micro-batch, 45 s for a batch of no rows.
         "spark.databricks.delta.snapshotPartitions": str(config.snapshot_partitions),
     }
+    if master.strip().startswith("spark://"):
+        # A standalone master gives an application every free core unless capped: the stream
+        # would leave none to the maintenance job (and the reverse). One core per executor so
+        # that the cap is reachable on a worker of any size.
+        cores = config.spark_cores_max if role == STREAM else config.maintenance_cores_max
+        conf["spark.cores.max"] = str(cores)
+        conf["spark.executor.cores"] = "1"
     if not config.is_s3:
         # Delta writes _delta_log through Hadoop's FileContext, whose local implementation is
         # checksummed too (a .crc per file, chmod/readlink processes per commit).
@@ -112,16 +134,81 @@ def spark_conf(config: GoldConfig) -> dict[str, str]:
     return conf
 
 
-def build_spark_session(config: GoldConfig, app_name: str = "flight-gold"):
+def launched_master() -> str | None:
+    """The master of a JVM spark-submit already launched (its --master, or the connection's
+    under Airflow), or None when this process launches its own."""
+    if not os.environ.get("SPARK_ENV_LOADED") and "SPARK_SUBMIT_OPTS" not in os.environ:
+        return None
+    from pyspark import SparkConf, SparkContext
+
+    # Connects to spark-submit's JVM (PYSPARK_GATEWAY_PORT); SparkConf() then reads the
+    # settings spark-submit gave it, before the session applies the project's on top.
+    SparkContext._ensure_initialized()
+    return SparkConf().get("spark.master", None)
+
+
+# Prometheus metric names start with this instead of the application id, so that they stay the
+# same from one run of the job to the next: metrics_flight_gold_driver_spark_streaming_<query>_...
+METRICS_NAMESPACE = "flight_gold"
+PROMETHEUS_PATH = "/metrics/prometheus"
+PROMETHEUS_SERVLET = "org.apache.spark.metrics.sink.PrometheusServlet"
+
+
+def metrics_conf(config: GoldConfig) -> dict[str, str]:
+    """The driver's Spark UI with Spark's own streaming metrics on its Prometheus endpoint
+    (PrometheusServlet at /metrics/prometheus), or no UI at all when metrics_port is off.
+
+    The UI keeps little history (it is only there for the endpoint): a stream runs for weeks and
+    the UI's default retention of 1,000 jobs and stages costs memory and listener time per batch."""
+    port = config.metrics_ui_port
+    if port is None:
+        return {"spark.ui.enabled": "false"}
+    return {
+        "spark.ui.enabled": "true",
+        "spark.ui.port": str(port),
+        "spark.sql.streaming.metricsEnabled": "true",
+        "spark.metrics.namespace": METRICS_NAMESPACE,
+        "spark.metrics.conf.*.sink.prometheusServlet.class": PROMETHEUS_SERVLET,
+        "spark.metrics.conf.*.sink.prometheusServlet.path": PROMETHEUS_PATH,
+        "spark.ui.retainedJobs": "50",
+        "spark.ui.retainedStages": "50",
+        "spark.ui.retainedTasks": "1000",
+        "spark.ui.retainedDeadExecutors": "10",
+        "spark.sql.ui.retainedExecutions": "20",
+        "spark.sql.streaming.ui.retainedQueries": "10",
+        "spark.sql.streaming.ui.retainedProgressUpdates": "60",
+        "spark.ui.killEnabled": "false",
+    }
+
+
+def loopback_env(config: GoldConfig, master: str) -> dict[str, str]:
+    """SPARK_LOCAL_IP=127.0.0.1 for a local master: the driver (and its UI, which Spark binds to
+    SPARK_LOCAL_IP or else to every interface) listens on loopback only. On a cluster the driver
+    must be reachable by the executors, so nothing is set: see README, "Prometheus"."""
+    if config.metrics_ui_port is None or not master.startswith("local") or os.environ.get("SPARK_LOCAL_IP"):
+        return {}
+    return {"SPARK_LOCAL_IP": "127.0.0.1"}
+
+
+def build_spark_session(
+    config: GoldConfig, app_name: str = "flight-gold", role: str = STREAM, metrics: bool = False
+):
     """Returns a SparkSession with Delta enabled; reuses the active one if there is one
-    (spark-submit, tests), applying the runtime settings to it."""
+    (spark-submit, tests), applying the runtime settings to it. `metrics`: the streaming job's
+    UI and Prometheus endpoint (metrics_conf)."""
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
-    if not os.environ.get("SPARK_ENV_LOADED") and "SPARK_SUBMIT_OPTS" not in os.environ:
-        # Under spark-submit the master comes from the command line; otherwise from config.
-        builder = builder.master(config.spark_master)
-    for key, value in spark_conf(config).items():
+    master = launched_master()
+    if master is None:
+        # Under spark-submit the master comes from the command line; otherwise from config, and
+        # the JVM this process starts inherits its environment.
+        master = config.spark_master
+        builder = builder.master(master)
+        if metrics:
+            os.environ.update(loopback_env(config, master))
+    conf = {**spark_conf(config, master, role), **(metrics_conf(config) if metrics else {})}
+    for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(config.log_level)

@@ -43,8 +43,11 @@ class GoldTableWriter:
     id, txnVersion = the batch id): a batch replayed after a crash that had already committed is
     skipped by Delta, and tables written by the Delta sink carry on with the same records."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, compactor=None) -> None:
         self.path = path
+        # flight_gold.spark.compaction.Compactor: compacts the table after an append when due,
+        # in this thread, so that compactions and appends of the table never overlap.
+        self.compactor = compactor
         self._query_id: str | None = None
         self._bound = threading.Event()
 
@@ -71,3 +74,5 @@ class GoldTableWriter:
             )
         finally:
             batch.unpersist()
+        if self.compactor is not None:
+            self.compactor.appended()

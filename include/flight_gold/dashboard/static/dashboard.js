@@ -169,10 +169,19 @@
   function render(data) {
     generatedAt = data.generated_at;
     renderEmptyState(data.empty_state);
-    renderFreshness(data.freshness, data.streaming_run);
+    renderRangeNote(data.range);
+    renderFreshness(data.freshness, data.streaming_run, data.stream_health);
     renderPhases(data.phase_counts, data.range);
     renderAnomalies(data.anomaly_rates, data.threshold);
+    renderMetrics(data.stream_metrics, data.range.requested || data.range);
     renderBreaches(data.breaches, data.threshold, data.last_alert);
+  }
+
+  // The server moved a relative range that held no window to the newest data: say so.
+  function renderRangeNote(range) {
+    var note = el("range-note");
+    note.hidden = !range.adjusted;
+    note.textContent = range.adjusted ? range.note : "";
   }
 
   function renderEmptyState(empty) {
@@ -184,17 +193,26 @@
     empty.steps.forEach(function (step) { var li = node("li"); richText(li, step); list.appendChild(li); });
   }
 
-  function renderFreshness(fresh, run) {
+  function renderFreshness(fresh, run, health) {
     var box = el("freshness");
     box.textContent = "";
+    var behind = {};
+    ((health && health.freshness && health.freshness.tables) || []).forEach(function (b) { behind[b.table] = b; });
     fresh.tables.forEach(function (t) {
-      var status = t.status === "ok" && t.stale ? "stale" : t.status;
+      // Gold is judged against Silver_ML's data when Silver_ML has some: recorded traffic is old
+      // but fresh; else against the clock.
+      var silver = behind[t.table] && behind[t.table].behind_seconds !== null ? behind[t.table] : null;
+      var stale = silver ? silver.stale : t.stale;
+      var status = t.status === "ok" && stale ? "stale" : t.status;
       var lines = [];
       if (t.status === "ok") {
-        lines.push(node("div", { className: "big", text: t.lag_seconds >= 0 ? duration(t.lag_seconds) + " behind now" :
-          "ends " + duration(-t.lag_seconds) + " in the future (clock skew?)" }));
-        lines.push(node("div", { className: "line", text: "newest window " + windowLabel(t.newest_window_start, t.newest_window_end) + " UTC" }));
-        lines.push(node("div", { className: "line", text: "expected ≤ " + duration(t.expected_lag_seconds) + " · " + num(t.rows) + " rows · v" + t.version }));
+        var headline = silver ? (silver.behind_seconds > 0 ? duration(silver.behind_seconds) + " behind Silver_ML" : "up to date with Silver_ML") :
+          (t.lag_seconds >= 0 ? duration(t.lag_seconds) + " behind now" : "ends " + duration(-t.lag_seconds) + " in the future (clock skew?)");
+        lines.push(node("div", { className: "big freshness", text: headline }));
+        lines.push(node("div", { className: "line", text: "newest window " + windowLabel(t.newest_window_start, t.newest_window_end) + " UTC" +
+          (silver ? " · " + duration(t.lag_seconds) + " before now" : "") }));
+        lines.push(node("div", { className: "line", text: (silver ? "stale beyond " + duration(health.freshness.threshold_seconds) :
+          "expected ≤ " + duration(t.expected_lag_seconds)) + " · " + num(t.rows) + " rows · v" + t.version }));
       } else {
         lines.push(node("div", { className: "big", text: t.status === "missing" ? "not created yet" : "no window yet" }));
         lines.push(node("div", { className: "line", text: t.path }));
@@ -203,7 +221,30 @@
         node("h3", {}, [node("span", { text: t.table }), node("span", { className: "badge " + status, text: status })])
       ].concat(lines)));
     });
+    if (health) box.appendChild(healthCard(health));
     box.appendChild(runCard(run));
+  }
+
+  var STATE_TEXT = { running: "running", restarting: "restarting", starting: "starting", stopped: "stopped",
+    gave_up: "gave up", unknown: "no news", never_started: "never started" };
+  function healthCard(h) {
+    var children = [node("h3", {}, [node("span", { text: "Stream health" }),
+      node("span", { className: "badge " + h.state, text: STATE_TEXT[h.state] || h.state })])];
+    var big = h.state === "running" && h.running_since ?
+      "running for " + duration((Date.parse(generatedAt) - Date.parse(h.running_since)) / 1000) :
+      h.state === "restarting" && h.next_restart_at ? "restarting at " + hhmm(h.next_restart_at) + " UTC" : (STATE_TEXT[h.state] || h.state);
+    children.push(node("div", { className: "big", text: big }));
+    if (h.running_since) children.push(node("div", { className: "line running-since", text: "running since " + dayHhmm(h.running_since) + " UTC" }));
+    children.push(node("div", { className: "line restarts", text: h.restarts_24h + (h.restarts_24h === 1 ? " restart" : " restarts") + " in the last 24 h" }));
+    if (h.last_failure) {
+      children.push(node("div", { className: "line last-failure", text: "last failure " + dayHhmm(h.last_failure.at) + " UTC: " + h.last_failure.reason }));
+    }
+    if (h.message && h.state !== "running") {
+      var msg = node("div", { className: "line" });
+      richText(msg, h.message);
+      children.push(msg);
+    }
+    return node("div", { className: "card", "data-table": "stream-health" }, children);
   }
 
   function runCard(run) {
@@ -318,6 +359,40 @@
       series: [{ name: "anomaly_rate", type: "heatmap", data: data, progressive: 5000,
                  emphasis: { itemStyle: { borderColor: "#000", borderWidth: 1 } } }]
     }, { notMerge: true });
+  }
+
+  var METRIC_CHARTS = [
+    ["metrics-rate-chart", "processed_rows_per_second", "rows / s"],
+    ["metrics-duration-chart", "batch_duration_ms", "batch duration (ms)"],
+    ["metrics-state-chart", "state_rows", "state rows"],
+    ["metrics-late-chart", "late_rows_dropped", "late rows dropped"]
+  ];
+  function renderMetrics(m, range) {
+    var queries = m ? Object.keys(m.queries) : [];
+    var empty = el("metrics-empty");
+    empty.hidden = queries.length > 0;
+    empty.textContent = !m || m.status === "missing" ? "No metrics yet: the streaming job writes them while it runs." :
+      "No micro-batch in this time range.";
+    var wasHidden = el("metrics-charts").hidden;
+    el("metrics-charts").hidden = queries.length === 0;
+    if (!queries.length) return;
+    METRIC_CHARTS.forEach(function (spec) {
+      var c = chart(spec[0]);
+      if (wasHidden) c.resize();
+      c.setOption({
+        backgroundColor: "transparent", useUTC: true, animation: false,
+        title: { text: spec[2], textStyle: { fontSize: 12 }, left: 0, top: 0 },
+        legend: { top: 0, right: 0 },
+        grid: { left: 56, right: 16, top: 32, bottom: 28 },
+        tooltip: { trigger: "axis", confine: true },
+        xAxis: { type: "time", min: range.start, max: range.end },
+        yAxis: { type: "value" },
+        series: queries.map(function (q) {
+          return { name: q, type: "line", showSymbol: false, sampling: "lttb",
+                   data: m.queries[q].times.map(function (t, i) { return [t, m.queries[q][spec[1]][i]]; }) };
+        })
+      }, { notMerge: true });
+    });
   }
 
   function renderBreaches(b, threshold, lastAlert) {
