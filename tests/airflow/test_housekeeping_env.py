@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from flight_gold.airflow.housekeeping import db_clean_env, process_start_environ
+from flight_gold.airflow.housekeeping import db_clean_env
 
 BLOCKED = "airflow-db-not-allowed:///"
 REAL = "postgresql+psycopg2://airflow:airflow@127.0.0.1:5432/airflow"
