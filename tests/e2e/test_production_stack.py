@@ -5,7 +5,8 @@ every setting from the rendered compose file and docker/airflow-init.sh. Then wh
 to it:
 
 1. the Silver_ML replay (compose's silver-replay; the recording with two injected anomaly bursts)
-   feeds s3a:// live, shifted to now, at 10x;
+   feeds s3a:// live, shifted to now, at 3x: the 3 h recording lasts an hour, longer than the
+   test, so that the stream has new data through every fault;
 2. gold_streaming is triggered through the REST API (continuous): the sensor passes, the job runs
    on the cluster with an executor on each worker (the master's and the workers' JSON);
 3. while it streams: gold_maintenance runs beside it, each application with its own cores;
@@ -59,18 +60,25 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES_FILE = REPO / "test-output" / "production_stack.json"
-# .env settings of the run (docker-compose.yaml reads them): the replay at 10x real time; the
-# scheduled DAGs out of the way (this test triggers them), so that what each run sends is known.
+# .env settings of the run (docker-compose.yaml reads them): the replay at 3x real time (an hour
+# for the recording: the feed must outlast the faults, which need new data to show a stream
+# committing again; at 10x it ended before the first fault on a loaded machine); the scheduled
+# DAGs out of the way (this test triggers them), so that what each run sends is known.
 SETTINGS = {
-    "REPLAY_SPEED": "10",
+    "REPLAY_SPEED": "3",
     "GOLD_ALERTS_SCHEDULE": "0 0 1 1 *",
     "GOLD_OPTIMIZE_SCHEDULE": "0 0 1 1 *",
     "GOLD_VACUUM_SCHEDULE": "0 0 1 1 *",
 }
-# The whole recording (3 h of event time, 18 minutes at 10x): the feed is stopped before its end.
+# The whole recording (3 h of event time, an hour at 3x): the feed is stopped before its end.
 REPLAY_ARGS = ["--minutes", "180", "--commit-every", "30"]
-# Austria is in every minute of these stretches; each burst makes the 5 windows around it breach.
-BURSTS = [Burst(20, "Austria", "altitude"), Burst(75, "Austria", "velocity")]
+# Austria is in every minute of these stretches; each burst makes the 5 windows around it breach
+# (minute 35: 132 of Austria's 612 to 1,035 observations in each window holding it). The second
+# is fed 12 minutes in at 3x, so that a fast run need not wait long for it before step 5.
+BURSTS = [Burst(20, "Austria", "altitude"), Burst(35, "Austria", "velocity")]
+# Step 5 stops the feed once Silver_ML holds this much of the recording: every window around the
+# second burst is closed by the anomaly table's watermark (6 minutes).
+FEED_MINUTES_BEFORE_STOP = BURSTS[-1].minute + 5 + 6 + 1
 OUTAGE_S = 30
 
 
@@ -138,6 +146,17 @@ def test_production_stack(stack, tmp_path):
     figures.record("S3 back -> stream committing again (s)", s3_outage(stack, lake, stream))
 
     # 5. The feed stops; the stream drains; exactly what the feed wrote, every breach once.
+    silver_start = lake.silver()["event_timestamp"].min()
+    wait_for(
+        f"the first {FEED_MINUTES_BEFORE_STOP} minutes of the recording in Silver_ML",
+        lambda: (
+            lake.silver()["event_timestamp"].max()
+            >= silver_start + pd.Timedelta(minutes=FEED_MINUTES_BEFORE_STOP)
+        ),
+        STEP_S,
+        details=lambda: log_tail(stack, "silver-replay"),
+    )
+    assert stack.alive("silver-replay"), log_tail(stack, "silver-replay")
     stack.stop_proc("silver-replay")
     silver = lake.silver()
     expected = expected_gold(silver)
@@ -328,7 +347,9 @@ def scheduler_crash(stack: Stack, lake: Lake, stream: StreamRun) -> float:
     )
     wait_for("new batches after the crash", committing_after(lake, before), STEP_S, details=stream.details)
     recovered = time.monotonic() - killed
-    first = {q: min(p["batch_id"] for p in stream.progress() if p["query"] == q) for q in GOLD_TABLES}
+    # The new try's progress lines are sampled (a line per query and minute, and every batch that
+    # wrote Gold): the first may come after the checkpoint shows the batch.
+    first = wait_for("the new try's progress lines of both queries", lambda: first_batches(stream), STEP_S, 5)
     # Resumed: the new driver's first batch is where the checkpoint stood, not batch 0.
     assert all(first[q] >= before[q] - 1 > 0 for q in GOLD_TABLES), (first, before)
     return recovered
@@ -371,6 +392,13 @@ def s3_outage(stack: Stack, lake: Lake, stream: StreamRun) -> float:
     assert any("storage reachable again:" in line for line in said), lines[-40:]
     assert stack.alive("silver-replay"), log_tail(stack, "silver-replay")
     return recovered
+
+
+def first_batches(stream: StreamRun) -> dict[str, int] | None:
+    """The first batch id each query logged in the current try, once both have logged one."""
+    progress = stream.progress()
+    first = {q: min((p["batch_id"] for p in progress if p["query"] == q), default=None) for q in GOLD_TABLES}
+    return None if None in first.values() else first
 
 
 def gold_equals(lake: Lake, expected: dict[str, pd.DataFrame]) -> bool:
