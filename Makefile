@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JARS_STAMP := .cache/ivy/.delta-jars
 
-.PHONY: help venv jars demo test test-fast lint format airflow airflow-stop clean
+.PHONY: help venv jars demo test test-fast lint format airflow airflow-stop stack-start stack-stop stack-status clean
 
 help:
 	@echo "make demo          set up, replay the recorded Paris traffic into Silver_ML, run the Gold job, show Gold"
@@ -16,6 +16,8 @@ help:
 	@echo "make format        ruff: format the tree and apply safe lint fixes"
 	@echo "make airflow       start Airflow (UI on http://localhost:8080) for this project; Ctrl-C stops it"
 	@echo "make airflow-stop  stop an Airflow started by 'make airflow' in the background"
+	@echo "make stack-start   docker-compose.yaml's stack without Docker (PostgreSQL, Spark cluster, S3, Airflow...)"
+	@echo "make stack-status  its processes and endpoints;  make stack-stop  stop it"
 
 # The venv is rebuilt when requirements.txt or pyproject.toml change.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -62,6 +64,15 @@ airflow: $(JARS_STAMP)
 
 airflow-stop:
 	scripts/airflow_local.sh stop
+
+stack-start: $(JARS_STAMP)
+	scripts/stack_local.sh start
+
+stack-status:
+	scripts/stack_local.sh status
+
+stack-stop:
+	scripts/stack_local.sh stop
 
 clean:
 	rm -rf lakehouse .airflow test-output

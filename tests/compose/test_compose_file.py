@@ -450,3 +450,34 @@ def test_init_script_creates_the_connections_the_dags_use(airflow_db, monkeypatc
         None,
     )
     assert stored.extra_dejson == {"deploy-mode": "cluster"}
+
+
+def _mib(size: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([mMgG])", size.strip()).groups()
+    return int(number) * (1024 if unit.lower() == "g" else 1)
+
+
+def test_the_stream_and_a_maintenance_run_fit_on_the_bundled_worker_together(services):
+    # Standalone gives an application its cores only when whole executors fit: with the
+    # defaults, the stream's executors and the maintenance job's (one core each) must fit on the
+    # one worker at once, or the second application waits for the first to end (the stream never
+    # does). The native stack's two workers of 2 cores and 1536m fit the same way.
+    env = services["airflow-scheduler"]["environment"]
+    worker = services["spark-worker"]["command"]
+    cores = int(worker[worker.index("--cores") + 1])
+    memory = _mib(worker[worker.index("--memory") + 1])
+    executors = int(env["GOLD_SPARK_CORES_MAX"]) + int(env["GOLD_MAINTENANCE_CORES_MAX"])
+    assert executors <= cores
+    assert executors * _mib(env["SPARK_EXECUTOR_MEMORY"]) <= memory
+
+
+def test_schedules_and_orphan_checks_are_settings_of_the_stack(services):
+    from flight_gold.airflow.maintenance import DEFAULT_OPTIMIZE_SCHEDULE, DEFAULT_VACUUM_SCHEDULE
+    from flight_gold.alerting.settings import schedule_from_env
+
+    env = services["airflow-scheduler"]["environment"]
+    assert env["GOLD_OPTIMIZE_SCHEDULE"] == DEFAULT_OPTIMIZE_SCHEDULE
+    assert env["GOLD_VACUUM_SCHEDULE"] == DEFAULT_VACUUM_SCHEDULE
+    assert env["GOLD_ALERTS_SCHEDULE"] == schedule_from_env({})
+    # A crashed scheduler's tasks are found by the next one within a minute, not five.
+    assert float(env["AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL"]) <= 60

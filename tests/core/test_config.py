@@ -65,6 +65,7 @@ def test_flags_override_environment_which_overrides_defaults(tmp_path):
         ({"ANOMALY_VELOCITY_MAX_KMH": "fast"}, "ANOMALY_VELOCITY_MAX_KMH"),
         ({"ANOMALY_ALTITUDE_MIN_M": "20000"}, "thresholds"),
         ({"S3_PATH_STYLE_ACCESS": "maybe"}, "S3_PATH_STYLE_ACCESS"),
+        ({"GOLD_SNAPSHOT_PARTITIONS": "0"}, "snapshot_partitions"),
     ],
 )
 def test_bad_values_name_the_setting(env, named):
@@ -94,6 +95,16 @@ def test_local_only_settings_stay_off_object_stores(tmp_path):
     assert s3["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9000"
     assert not any("secret" in key.lower() for key in s3)
     assert local["spark.sql.session.timeZone"] == s3["spark.sql.session.timeZone"] == "UTC"
+
+
+def test_delta_state_is_rebuilt_in_one_task_on_any_master():
+    # A cluster's default of 50 tasks per state reconstruction runs in every micro-batch that
+    # writes Gold (see session.py); the tables are small on every master.
+    for master in ("local[2]", "spark://spark-master:7077"):
+        conf = spark_conf(GoldConfig.from_env({}, spark_master=master, lakehouse_root="s3a://b/l"))
+        assert conf["spark.databricks.delta.snapshotPartitions"] == "1"
+    conf = spark_conf(GoldConfig.from_env({"GOLD_SNAPSHOT_PARTITIONS": "8"}, lakehouse_root="s3a://b/l"))
+    assert conf["spark.databricks.delta.snapshotPartitions"] == "8"
 
 
 def test_integrity_settings_defaults_environment_and_flags():
@@ -139,12 +150,10 @@ def test_settings_that_depend_on_the_master_follow_the_master_in_use(tmp_path):
     )
     cluster = spark_conf(config, "spark://10.0.0.5:7077", STREAM)
     assert (cluster["spark.cores.max"], cluster["spark.executor.cores"]) == ("1", "1")
-    assert "spark.databricks.delta.snapshotPartitions" not in cluster
     assert spark_conf(config, "spark://10.0.0.5:7077", MAINTENANCE)["spark.cores.max"] == "2"
     local = spark_conf(config, "local[2]")
     assert local["spark.databricks.delta.snapshotPartitions"] == "1"
     assert "spark.cores.max" not in local and "spark.executor.cores" not in local
     assert spark_conf(config) == local | {}  # no master given: config.spark_master's
     on_cluster = config.replace(spark_master="spark://10.0.0.5:7077")
-    assert "spark.databricks.delta.snapshotPartitions" not in spark_conf(on_cluster)
     assert spark_conf(on_cluster)["spark.cores.max"] == "1"

@@ -427,6 +427,74 @@ def test_append_silver_refuses_a_frame_without_the_schema_columns(lakehouse, han
     assert open_table(lakehouse.paths.silver_flights_ml, lakehouse) is None
 
 
+def test_the_replay_outlives_a_storage_outage_and_writes_each_slice_once(monkeypatch):
+    """The S3 server down until the replay has seen a commit fail (delta-rs gives up after a few
+    seconds of refused connections): it says so, tries again, and every slice lands exactly once
+    when the server is back."""
+    import logging
+    import time
+
+    from flight_gold.core.config import GoldConfig
+    from support.s3_server import running_s3_server
+
+    monkeypatch.setattr(replay, "RETRY_FIRST_S", 0.5)
+    warnings: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logger = logging.getLogger("flight_gold.feed.replay")
+    logger.addHandler(handler)
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    rows = synth(n_rows=600, rate_per_s=10)  # 60 s of event time: 6 slices of 10 s
+    try:
+        with running_s3_server() as server:
+            server.create_bucket("outage")
+            for key, value in server.env.items():
+                monkeypatch.setenv(key, value)
+            config = GoldConfig.from_env(lakehouse_root="s3a://outage")
+            done = []
+            # 20x: a slice every 0.5 s, the whole replay in about 3 s without the outage.
+            feed = threading.Thread(
+                target=lambda: done.append(replay.replay_continuous(config, speed=20, silver=rows))
+            )
+            feed.start()
+            time.sleep(1.0)
+            server.down()
+            deadline = time.monotonic() + 120
+            while not any("storage unreachable" in w for w in warnings) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            server.up()
+            feed.join(120)
+            assert not feed.is_alive() and done == [len(rows)]
+            back = open_table(config.paths.silver_flights_ml, config).to_pandas()
+    finally:
+        logger.removeHandler(handler)
+    assert any("Silver_ML commit failed, storage unreachable? (" in w for w in warnings), warnings
+    assert len(back) == len(rows)
+    assert comparable(back).equals(comparable(rows[back.columns.tolist()]))
+
+
+def test_a_commit_whose_reply_was_lost_is_not_written_again(lakehouse, monkeypatch):
+    monkeypatch.setattr(replay, "RETRY_FIRST_S", 0.01)
+    real = replay.append_silver
+    calls = []
+
+    def reply_lost(part, config):
+        calls.append(len(part))
+        version = real(part, config)
+        if len(calls) == 1:
+            raise OSError("Generic S3 error: connection reset by peer")
+        return version
+
+    monkeypatch.setattr(replay, "append_silver", reply_lost)
+    rows = synth(n_rows=300, rate_per_s=10)
+    assert replay.replay_all_at_once(lakehouse, silver=rows, commit_every_s=10) == len(rows)
+    table = open_table(lakehouse.paths.silver_flights_ml, lakehouse)
+    slices = len(list(replay.slices(replay.recording_silver(silver=rows), 10)))
+    # One call per slice, the failed one included; one version per slice; every row once.
+    assert len(calls) == slices == table.version() + 1 and slices >= 3
+    assert len(table.to_pandas()) == len(rows)
+
+
 def comparable(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     ts = pd.to_datetime(out["event_timestamp"])

@@ -1,5 +1,6 @@
 """The job's available-now-loop driver (flight_gold.spark.runner.run_streams) with stand-in queries:
-run cadence, stop between and during runs, a failed run ends the loop. Spark itself is exercised
+run cadence, stop between and during runs, a failed run ends the loop; what the job says while
+its queries wait for the storage (flight_gold.spark.watch). Spark itself is exercised
 by tests/e2e/test_streaming_job.py."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import time
 import pytest
 
 from flight_gold.core.config import GoldConfig
-from flight_gold.spark import runner
+from flight_gold.spark import runner, watch
 
 
 class FakeQuery:
@@ -99,3 +100,36 @@ def test_other_triggers_start_the_queries_once(job, monkeypatch):
     cfg = GoldConfig.from_env({}, trigger="available-now")
     assert job.run_streams(None, cfg, threading.Event()) == job.EXIT_OK
     assert [(trigger, first) for _, trigger, first in starts.calls] == [("available-now", True)]
+
+
+def test_the_storage_going_away_and_coming_back_is_said_once_each(monkeypatch, caplog):
+    import socket
+
+    monkeypatch.setattr(watch, "PROBE_EVERY_S", 0.05)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    cfg = GoldConfig.from_env({}, lakehouse_root="s3a://lake", s3_endpoint=f"http://127.0.0.1:{port}")
+    assert watch.storage_address(cfg) == ("127.0.0.1", port)
+
+    def said(text: str) -> bool:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if any(text in m for m in caplog.messages):
+                return True
+            time.sleep(0.05)
+        return False
+
+    with caplog.at_level("WARNING", logger=watch.log.name), watch.StorageWatch(cfg):
+        time.sleep(0.3)
+        assert caplog.messages == []
+        listener.close()
+        assert said(
+            f"storage unreachable: the S3 endpoint 127.0.0.1:{port} does not answer (Connection refused)"
+        )
+        listener = socket.create_server(("127.0.0.1", port))
+        assert said(f"storage reachable again: the S3 endpoint 127.0.0.1:{port} answers after")
+        time.sleep(0.3)
+    listener.close()
+    assert len(caplog.messages) == 2
+    local = GoldConfig.from_env({}, lakehouse_root="/tmp/lake")
+    assert watch.StorageWatch(local).address is None

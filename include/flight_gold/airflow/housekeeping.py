@@ -7,6 +7,11 @@ latest run), run by the task as a command: it needs the metadata database connec
 Airflow configuration, which the LocalExecutor's tasks have (they run beside the scheduler); on
 workers without database access (Celery or Kubernetes executors with a locked-down worker) run
 it from the scheduler's host instead (README, "Housekeeping").
+
+Airflow 3's task runner overwrites AIRFLOW__DATABASE__SQL_ALCHEMY_CONN in the task process with a
+marker (`airflow-db-not-allowed:///`) to keep DAG code off the ORM; the command, a separate
+Airflow process, gets the worker's own value back (db_clean_env). Found on the native production
+stack, where compose's connection is that variable: every run failed on an unparsable URL.
 """
 
 from __future__ import annotations
@@ -26,6 +31,37 @@ from flight_gold.core.times import iso, utcnow
 log = logging.getLogger(__name__)
 
 DB_CLEAN_TIMEOUT_S = 3600
+# What the task runner puts in place of the database connection (airflow.sdk.execution_time.
+# supervisor.block_orm_access).
+BLOCKED_DB_MARKER = "airflow-db-not-allowed:"
+DB_CONN_VARIABLES = ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__SQL_ALCHEMY_CONN")
+
+
+def process_start_environ() -> dict[str, str]:
+    """The environment this process started with (the worker's: the task process is a fork of
+    it), which the task runner's later changes to os.environ do not touch."""
+    try:
+        raw = Path("/proc/self/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
+    return {key: value for key, _, value in pairs}
+
+
+def db_clean_env(env: dict[str, str] | None = None, started: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of the `airflow db clean` command: `env` (os.environ) with the metadata
+    connection the task runner blocked put back from the worker's (`started`) environment, or
+    removed when the worker had none (then the Airflow configuration file's applies)."""
+    env = dict(os.environ if env is None else env)
+    started = process_start_environ() if started is None else started
+    for name in DB_CONN_VARIABLES:
+        if env.get(name, "").startswith(BLOCKED_DB_MARKER):
+            original = started.get(name, "")
+            if original and not original.startswith(BLOCKED_DB_MARKER):
+                env[name] = original
+            else:
+                env.pop(name)
+    return env
 
 
 def clean_metadata(retention_days: int, now: datetime | None = None) -> dict[str, Any]:
@@ -43,7 +79,9 @@ def clean_metadata(retention_days: int, now: datetime | None = None) -> dict[str
         "--skip-archive",
     ]
     log.info("running: %s", " ".join(command[1:]))
-    run = subprocess.run(command, capture_output=True, text=True, timeout=DB_CLEAN_TIMEOUT_S)
+    run = subprocess.run(
+        command, capture_output=True, text=True, timeout=DB_CLEAN_TIMEOUT_S, env=db_clean_env()
+    )
     lines = [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]
     for line in lines:
         log.info("db clean: %s", line)

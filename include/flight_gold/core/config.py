@@ -56,6 +56,8 @@ class GoldConfig:
     # (a state store and a Gold file per partition and batch), and the state here is tiny (a few
     # hundred keys, bounded by the watermark). A checkpoint keeps the count it was created with.
     shuffle_partitions: int = 1
+    # Tasks Delta rebuilds a table's state in (spark.databricks.delta.snapshotPartitions).
+    snapshot_partitions: int = 1
     trigger: str = "processing-time"
     trigger_interval: str = "10 seconds"
     queries: tuple[str, ...] = QUERY_NAMES
@@ -126,7 +128,7 @@ class GoldConfig:
                 f"compact_interval must look like '1 hour' or '30 minutes', or be 0/off, "
                 f"got {self.compact_interval!r}"
             )
-        for name in ("spark_cores_max", "maintenance_cores_max"):
+        for name in ("spark_cores_max", "maintenance_cores_max", "snapshot_partitions"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.shuffle_partitions < 1:
@@ -319,6 +321,13 @@ _SETTINGS = (
         _parse_int,
         "spark.sql.shuffle.partitions",
         {"type": int},
+    ),
+    _Setting(
+        "snapshot_partitions",
+        "GOLD_SNAPSHOT_PARTITIONS",
+        None,
+        _parse_int,
+        "spark.databricks.delta.snapshotPartitions: tasks of a Delta state reconstruction",
     ),
     _Setting(
         "trigger",

@@ -12,6 +12,11 @@ Two modes:
   made when the replay clock has passed the end of its slice, the replay clock running `--speed`
   times faster than the wall clock. SIGTERM or SIGINT stops it after the commit under way.
 
+A commit the storage refuses (an S3 server restarting) is logged and tried again, 1 s later, then
+2, 4... up to 30 s apart, until it lands: the feed outlives a storage outage and writes each slice
+once (it is Silver_ML's only writer, so a commit whose reply was lost is recognised by the table
+version).
+
 Slices are aligned to the epoch (like the Gold windows), so with a 60 s slice every commit holds
 exactly one tumbling window's rows.
 
@@ -43,14 +48,19 @@ import numpy as np
 import pandas as pd
 
 from flight_gold.core.config import ConfigError, GoldConfig
+from flight_gold.core.errors import one_line
 from flight_gold.core.times import iso
 from flight_gold.feed.opensky import load_recording, to_silver
 from flight_gold.feed.writer import append_silver
+from flight_gold.lake.tables import open_table
 
 log = logging.getLogger("flight_gold.feed.replay")
 
 ALL_AT_ONCE_COMMIT_S = 60.0
 CONTINUOUS_COMMIT_S = 10.0
+# A commit the storage refuses is tried again after 1 s, then 2, 4... up to 30 s between tries.
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 30.0
 
 
 # -- building blocks ------------------------------------------------------------------------------
@@ -95,8 +105,11 @@ def slices(df: pd.DataFrame, every_s: float) -> Iterator[tuple[pd.Timestamp, pd.
         yield start, start + pd.Timedelta(microseconds=step_us), df.iloc[lo:hi]
 
 
-def _commit(part: pd.DataFrame, config: GoldConfig, start, end) -> int:
-    version = append_silver(part, config)
+def _commit(part: pd.DataFrame, config: GoldConfig, start, end, stop: threading.Event | None = None) -> int:
+    """Appends one slice; the rows committed (0 when `stop` was set while storage was down)."""
+    version = _append_until_it_lands(part, config, stop or threading.Event())
+    if version is _STOPPED:
+        return 0
     ts = part["event_timestamp"]
     log.info(
         "commit version %s: %d rows, event time %s .. %s (slice %s .. %s)",
@@ -108,6 +121,47 @@ def _commit(part: pd.DataFrame, config: GoldConfig, start, end) -> int:
         iso(end),
     )
     return len(part)
+
+
+_STOPPED = object()
+_UNKNOWN = object()
+
+
+def _append_until_it_lands(part: pd.DataFrame, config: GoldConfig, stop: threading.Event):
+    """append_silver, tried again while the storage fails (an S3 server restarting: delta-rs
+    gives up after ~3 s of refused connections), every RETRY_FIRST_S doubling to RETRY_MAX_S,
+    until it lands or `stop` is set. Never twice: the feed is Silver_ML's only writer, so a
+    table version past the one read before the first attempt is this slice's commit, whose reply
+    was lost."""
+    delay, before = RETRY_FIRST_S, _UNKNOWN
+    while True:
+        try:
+            if before is _UNKNOWN:
+                before = _table_version(config)
+            return append_silver(part, config)
+        except OSError as exc:
+            failure = one_line(exc, chain=True)
+        log.warning(
+            "Silver_ML commit failed, storage unreachable? (%s): trying again in %.0f s", failure, delay
+        )
+        if stop.wait(delay):
+            log.warning("stopped while the storage failed: the slice was not committed")
+            return _STOPPED
+        delay = min(delay * 2, RETRY_MAX_S)
+        if before is _UNKNOWN:
+            continue
+        try:
+            now = _table_version(config)
+        except OSError:
+            continue
+        if now is not None and (before is None or now > before):
+            log.info("the commit had landed (version %s) before its failure was reported", now)
+            return now
+
+
+def _table_version(config: GoldConfig) -> int | None:
+    table = open_table(config.paths.silver_flights_ml, config)
+    return None if table is None else table.version()
 
 
 # -- the two modes --------------------------------------------------------------------------------
@@ -172,8 +226,9 @@ def replay_continuous(
         due = start_wall + (min(end.timestamp(), last_event + 1e-6) - origin_event) / speed
         if stop.wait(max(0.0, due - clock())):
             break
-        rows += _commit(part, config, start, end)
-        commits += 1
+        written = _commit(part, config, start, end, stop)
+        rows += written
+        commits += 1 if written else 0
         if stop.is_set():
             break
     if stop.is_set():

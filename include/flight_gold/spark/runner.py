@@ -45,6 +45,7 @@ from flight_gold.spark.preflight import (
 from flight_gold.spark.progress import ProgressLogger, flush_listener_events
 from flight_gold.spark.queries import ALL_FILES, start_queries
 from flight_gold.spark.upstream import SkippedCommitLog, schema_change_version
+from flight_gold.spark.watch import StorageWatch
 
 log = logging.getLogger("flight_gold.jobs.streaming_gold")
 
@@ -216,9 +217,10 @@ def await_queries(
     def failed():
         return [q for q in queries if q.exception() is not None]
 
-    while not stop.wait(0.2):
-        if failed() or not any(q.isActive for q in queries):
-            break
+    with StorageWatch(config):
+        while not stop.wait(0.2):
+            if failed() or not any(q.isActive for q in queries):
+                break
     if stop.is_set():
         for q in queries:
             q.stop()
