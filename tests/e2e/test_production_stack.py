@@ -56,7 +56,7 @@ from support.production import (
 )
 from support.stack import DEFAULT_SETTINGS, Stack, StackConfig, procs
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.stack, pytest.mark.timeout(3600)]
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES_FILE = REPO / "test-output" / "production_stack.json"

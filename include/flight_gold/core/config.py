@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,15 @@ from typing import Any
 from flight_gold.core.contract import GOLD_TABLE_NAMES
 from flight_gold.core.errors import EXIT_BAD_INPUT
 from flight_gold.core.intervals import duration_seconds, interval_seconds, is_duration, is_interval
+from flight_gold.core.parsing import (
+    ConfigError,
+    normalize_root,
+    parse_bool,
+    parse_float,
+    parse_int,
+    parse_str,
+    parse_table_list,
+)
 from flight_gold.core.paths import LakehousePaths, is_s3
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
@@ -32,10 +41,6 @@ QUERY_NAMES = GOLD_TABLE_NAMES
 JOB_TRIGGERS = ("processing-time", "available-now", "available-now-loop")
 # GOLD_COMPACT_INTERVAL values that turn the stream's own compaction off.
 COMPACTION_OFF = ("0", "off")
-
-
-class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names the setting and the bad value."""
 
 
 @dataclass(frozen=True)
@@ -202,7 +207,7 @@ class GoldConfig:
         for name, var in _THRESHOLD_ENV.items():
             raw = env.get(var)
             if raw:
-                thresholds[name] = _parse_float(raw, var)
+                thresholds[name] = parse_float(raw, var)
         if thresholds:
             values["thresholds"] = AnomalyThresholds(**thresholds)
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -250,50 +255,6 @@ class GoldConfig:
             parser.exit(EXIT_BAD_INPUT, f"{prog}: configuration error: {exc}\n")
 
 
-def normalize_root(root: str) -> str:
-    """Local roots become absolute paths (file:// stripped); object-store URIs are kept as given."""
-    root = str(root).strip()
-    if "://" in root and not root.startswith("file://"):
-        return root.rstrip("/")
-    if root.startswith("file://"):
-        root = root[len("file://") :]
-    return str(Path(root).expanduser().resolve())
-
-
-def _parse_int(raw: str, name: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-
-
-def _parse_float(raw: str, name: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-
-
-def _parse_bool(raw: str, name: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
-
-
-def parse_table_list(raw: str | Iterable[str], name: str = "tables") -> tuple[str, ...]:
-    """'a,b', 'both' / 'all', or a list -> Gold table names (each consumer validates them)."""
-    items = raw.split(",") if isinstance(raw, str) else list(raw)
-    names = tuple(str(item).strip() for item in items if str(item).strip())
-    return GOLD_TABLE_NAMES if names in (("both",), ("all",)) else names
-
-
-def _parse_str(raw: str, name: str) -> str:
-    return raw
-
-
 @dataclass(frozen=True)
 class _Setting:
     name: str
@@ -309,16 +270,16 @@ _SETTINGS = (
         "lakehouse_root",
         "LAKEHOUSE_ROOT",
         "--lakehouse-root",
-        _parse_str,
+        parse_str,
         "storage root: a local folder or s3a://bucket/prefix",
         {"metavar": "URI"},
     ),
-    _Setting("spark_master", "SPARK_MASTER", "--master", _parse_str, "Spark master URL"),
+    _Setting("spark_master", "SPARK_MASTER", "--master", parse_str, "Spark master URL"),
     _Setting(
         "shuffle_partitions",
         "GOLD_SHUFFLE_PARTITIONS",
         "--shuffle-partitions",
-        _parse_int,
+        parse_int,
         "spark.sql.shuffle.partitions",
         {"type": int},
     ),
@@ -326,14 +287,14 @@ _SETTINGS = (
         "snapshot_partitions",
         "GOLD_SNAPSHOT_PARTITIONS",
         None,
-        _parse_int,
+        parse_int,
         "spark.databricks.delta.snapshotPartitions: tasks of a Delta state reconstruction",
     ),
     _Setting(
         "trigger",
         "GOLD_TRIGGER",
         "--trigger",
-        _parse_str,
+        parse_str,
         "processing-time: run until stopped; available-now: process what is there and exit; "
         "available-now-loop: an available-now run every trigger interval, until stopped",
         {"choices": JOB_TRIGGERS},
@@ -342,7 +303,7 @@ _SETTINGS = (
         "trigger_interval",
         "GOLD_TRIGGER_INTERVAL",
         "--trigger-interval",
-        _parse_str,
+        parse_str,
         "micro-batch interval (processing-time), or run interval (available-now-loop)",
     ),
     _Setting(
@@ -357,7 +318,7 @@ _SETTINGS = (
         "max_files_per_trigger",
         "GOLD_MAX_FILES_PER_TRIGGER",
         "--max-files-per-trigger",
-        _parse_int,
+        parse_int,
         "Delta source maxFilesPerTrigger (catch-up batch size)",
         {"type": int},
     ),
@@ -365,21 +326,21 @@ _SETTINGS = (
         "max_bytes_per_trigger",
         "GOLD_MAX_BYTES_PER_TRIGGER",
         "--max-bytes-per-trigger",
-        _parse_str,
+        parse_str,
         "Delta source maxBytesPerTrigger, e.g. 256m",
     ),
     _Setting(
         "max_future_skew",
         "GOLD_MAX_FUTURE_SKEW",
         "--max-future-skew",
-        _parse_str,
+        parse_str,
         "rows further ahead of the wall clock are dropped and counted",
     ),
     _Setting(
         "compact_interval",
         "GOLD_COMPACT_INTERVAL",
         "--compact-interval",
-        _parse_str,
+        parse_str,
         "the job compacts each Gold table (OPTIMIZE) when its last compaction is older than "
         "this, e.g. '1 hour'; 0 or off: never",
     ),
@@ -387,40 +348,40 @@ _SETTINGS = (
         "spark_cores_max",
         "GOLD_SPARK_CORES_MAX",
         None,
-        _parse_int,
+        parse_int,
         "spark.cores.max of the streaming job on a spark:// master",
     ),
     _Setting(
         "maintenance_cores_max",
         "GOLD_MAINTENANCE_CORES_MAX",
         None,
-        _parse_int,
+        parse_int,
         "spark.cores.max of the maintenance job on a spark:// master",
     ),
     _Setting(
         "full_refresh",
         None,
         "--full-refresh",
-        _parse_bool,
+        parse_bool,
         "delete every row of the chosen Gold tables and their checkpoints, then rebuild them "
         "from all of Silver_ML",
         {"action": "store_const", "const": True},
     ),
-    _Setting("jars_cache", "GOLD_JARS_CACHE", None, _parse_str, "Ivy cache for the Delta jars"),
+    _Setting("jars_cache", "GOLD_JARS_CACHE", None, parse_str, "Ivy cache for the Delta jars"),
     _Setting(
         "s3_endpoint",
         "S3_ENDPOINT",
         "--s3-endpoint",
-        _parse_str,
+        parse_str,
         "S3A endpoint (MinIO or another S3-compatible store)",
     ),
-    _Setting("s3_path_style_access", "S3_PATH_STYLE_ACCESS", None, _parse_bool, "S3A path-style access"),
-    _Setting("log_level", "GOLD_SPARK_LOG_LEVEL", None, _parse_str, "Spark log level"),
+    _Setting("s3_path_style_access", "S3_PATH_STYLE_ACCESS", None, parse_bool, "S3A path-style access"),
+    _Setting("log_level", "GOLD_SPARK_LOG_LEVEL", None, parse_str, "Spark log level"),
     _Setting(
         "progress_log_every",
         "GOLD_PROGRESS_LOG_EVERY",
         "--progress-log-every",
-        _parse_str,
+        parse_str,
         "continuous modes: at most one gold_progress line per query and interval, plus every batch "
         "that wrote Gold or dropped rows ('0 seconds': every batch)",
     ),
@@ -428,34 +389,34 @@ _SETTINGS = (
         "metrics_retention",
         "GOLD_METRICS_RETENTION",
         "--metrics-retention",
-        _parse_str,
+        parse_str,
         "age of the rows kept in the per-batch metrics table _metrics/gold_stream_progress",
     ),
     _Setting(
         "metrics_port",
         "GOLD_METRICS_PORT",
         "--metrics-port",
-        _parse_str,
+        parse_str,
         "driver port of the Spark UI and its Prometheus endpoint /metrics/prometheus "
         "(0: any free port, off: none)",
     ),
-    _Setting("stream_restart_delay", "GOLD_STREAM_RESTART_DELAY", None, _parse_str, "first restart delay"),
+    _Setting("stream_restart_delay", "GOLD_STREAM_RESTART_DELAY", None, parse_str, "first restart delay"),
     _Setting(
-        "stream_restart_max_delay", "GOLD_STREAM_RESTART_MAX_DELAY", None, _parse_str, "longest restart delay"
+        "stream_restart_max_delay", "GOLD_STREAM_RESTART_MAX_DELAY", None, parse_str, "longest restart delay"
     ),
     _Setting(
         "stream_alert_interval",
         "GOLD_STREAM_ALERT_INTERVAL",
         None,
-        _parse_str,
+        parse_str,
         "at most one stream message per channel per interval",
     ),
-    _Setting("freshness_threshold", "GOLD_FRESHNESS_THRESHOLD", None, _parse_str, "Gold staleness threshold"),
+    _Setting("freshness_threshold", "GOLD_FRESHNESS_THRESHOLD", None, parse_str, "Gold staleness threshold"),
     _Setting(
         "airflow_retention_days",
         "GOLD_AIRFLOW_RETENTION_DAYS",
         None,
-        _parse_int,
+        parse_int,
         "days of Airflow metadata and task logs kept",
     ),
 )
