@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import UTC
 from pathlib import Path
 
 from bench.silverlog import SilverLog
@@ -85,10 +86,29 @@ def run_job(root: Path, log_path: Path, master: str, until_first_gold: bool, tim
                 proc.wait(timeout=60)
     if not until_first_gold and proc.returncode != 0:
         raise RuntimeError(f"job failed (rc {proc.returncode}); log {log_path}")
-    out = {"load_average": load, "load_average_end": os.getloadavg()}
+    out = {"load_average": load, "load_average_end": os.getloadavg(), **phases(log_path, started)}
     if first is not None:
         out["seconds"] = round(first[1] / 1000 - started, 2)
         out["gold_version"] = first[0]
+    return out
+
+
+def phases(log_path: Path, started: float) -> dict:
+    """Seconds from the process start to the session's first log line (JVM start, jars) and to
+    the last query's start (the checks before the first batch), from the job's log (1 s
+    resolution): what is left of `seconds` is the stream's own first batches."""
+    from datetime import datetime
+
+    out = {}
+    for line in log_path.read_text(errors="replace").splitlines():
+        stamp = line[:20]
+        if not (stamp[:2] == "20" and stamp.endswith("Z")):
+            continue
+        at = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp() - started
+        if "flight_gold.spark.session:" in line and "session_s" not in out:
+            out["session_s"] = round(at, 1)
+        elif "flight_gold.spark.queries: started query" in line:
+            out["queries_started_s"] = round(at, 1)
     return out
 
 
