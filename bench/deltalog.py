@@ -3,8 +3,8 @@
 Freshness is measured between two commits of two tables, so it needs what each commit holds:
 for Silver_ML the newest event time a commit added (from the add actions' stats, which delta-rs
 writes), for a Gold table the windows a commit added (from the files it added) and the
-micro-batch that wrote it (the version of the commit's `txn` action, which the Gold writer and
-Spark's Delta sink both set to the batch id).
+micro-batch that wrote it (the Gold writer's commitInfo.userMetadata gold_batch_id, or the
+version of the `txn` action Spark's Delta sink and the earlier writer set to the batch id).
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ def read_commits(table_path: str | Path) -> list[Commit]:
                 added.append(action["add"])
             elif "txn" in action:
                 epoch = int(action["txn"]["version"])
+        if epoch is None and info.get("userMetadata"):
+            epoch = json.loads(info["userMetadata"]).get("gold_batch_id")
         commits.append(
             Commit(
                 version=int(path.stem),

@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 DRIVER = REPO / "bench" / "driver.py"
 CATCHUP_START = datetime(2024, 5, 1, tzinfo=UTC)
-PHASES = ("catchup", "realtime-job", "realtime-seed")
+PHASES = ("catchup", "realtime-job", "realtime-seed", "restart")
 
 
 def log(message: str) -> None:
@@ -777,6 +777,10 @@ def main(argv: list[str] | None = None) -> int:
             results["seed"]["realtime"] = run_realtime(
                 args, work, "seed", args.realtime_batches, seed_seconds
             )
+        if "restart" in only:
+            from bench.restart import run_restart
+
+            results["restart"] = run_restart(work / "restart", args.master)
     finally:
         kill_live_drivers()
         if not args.keep_work:
@@ -817,18 +821,28 @@ def headline(results: dict) -> None:
     compared = eq and sum(t["rows_left"] for t in eq["job_vs_seed"]["tables"].values()) > 0
     results["gold_equal_job_vs_seed"] = eq["job_vs_seed"]["equal"] if compared else None
     results["gold_equal_job_vs_duckdb"] = eq["job_vs_duckdb"]["equal"] if compared else None
+    restart = results.get("restart") or {}
+    results["restart_to_first_gold_s"] = restart.get("restart_to_first_gold_s")
+    results["restart_to_first_gold_s_without_silver_checkpoints"] = restart.get(
+        "restart_to_first_gold_s_without_silver_checkpoints"
+    )
+    results["first_start_to_first_gold_s"] = restart.get("first_start_to_first_gold_s")
 
 
 def finish(results: dict, args, started: float, out: Path) -> None:
-    from bench.chart import render
-
     headline(results)
     results["load_average"]["end"] = os.getloadavg()
     results["elapsed_s"] = time.time() - started
     results["goals"] = metrics.goals(results, results["settings"]["trigger_interval_s"])
-    png = out.with_suffix(".png")
-    render(results, str(png))
+    # The results first: a chart that cannot be drawn must not lose the run.
     out.write_text(json.dumps(results, indent=1, default=str))
+    png = out.with_suffix(".png")
+    try:
+        from bench.chart import render
+
+        render(results, str(png))
+    except Exception as exc:
+        print(f"chart not drawn ({type(exc).__name__}: {exc}); results are in {out}", file=sys.stderr)
 
     print()
     print(results["title"])
@@ -861,6 +875,11 @@ def finish(results: dict, args, started: float, out: Path) -> None:
         value = g["value"]
         shown = "-" if value is None else (f"{value:,.2f}" if isinstance(value, float) else value)
         print(f"goal: {g['goal']}: {shown} -> {state}")
+    for key in ("restart_to_first_gold_s", "restart_to_first_gold_s_without_silver_checkpoints"):
+        if results.get(key):
+            print(f"{key}: {results[key]}")
+    if results.get("first_start_to_first_gold_s"):
+        print(f"first_start_to_first_gold_s: {results['first_start_to_first_gold_s']}")
     print()
     print(f"wrote {out} and {png}")
 

@@ -28,6 +28,7 @@ from flight_gold.core.config import GoldConfig
 from flight_gold.core.contract import GOLD_TABLE_NAMES as TABLES
 from flight_gold.feed.writer import append_silver
 from flight_gold.lake.tables import open_table
+from flight_gold.spark.marks import commit_mark
 from support.expected import assert_gold_equal, expected_gold
 from support.jobs import REPO, START, progress, silver_frame
 from support.s3_server import running_s3_server
@@ -217,7 +218,7 @@ def test_the_stream_is_the_only_writer_of_its_gold_tables(lake, tmp_path):
         operations = [
             next(a["commitInfo"]["operation"] for a in commits[v] if "commitInfo" in a) for v in versions
         ]
-        marks = [(a["txn"]["appId"], a["txn"]["version"]) for v in versions for a in commits[v] if "txn" in a]
+        marks = [mark for v in versions if (mark := commit_mark(commits[v])) is not None]
         # Every batch the stream committed is there once, under the query id of its checkpoint.
         assert len(marks) == len(set(marks)) == operations.count("WRITE") >= 10, (table, operations)
         assert {app for app, _ in marks} == {query_id(config, server, table)}

@@ -3,9 +3,11 @@ generator, the Delta writer (read back by delta-rs and by Spark) and the replay 
 
 from __future__ import annotations
 
+import json
 import statistics
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -419,6 +421,22 @@ def test_append_silver_round_trip_with_deltalake(lakehouse, hand_made):
     back = table.to_pyarrow_table()
     keys = [("event_timestamp", "ascending"), ("icao24", "ascending")]
     assert back.sort_by(keys).equals(to_arrow(rows).sort_by(keys))
+
+
+def test_silver_ml_gets_a_delta_checkpoint_every_10_commits(lakehouse, hand_made):
+    # Without checkpoints every reader (the Gold stream's start too) replays the whole log.
+    rows = synth(n_rows=250)
+    for i in range(25):
+        assert append_silver(rows.iloc[i * 10 : (i + 1) * 10], lakehouse) == i
+    log_dir = Path(lakehouse.paths.silver_flights_ml) / "_delta_log"
+    assert sorted(p.name for p in log_dir.glob("*.checkpoint*.parquet")) == [
+        f"{9:020d}.checkpoint.parquet",
+        f"{19:020d}.checkpoint.parquet",
+    ]
+    assert json.loads((log_dir / "_last_checkpoint").read_text())["version"] == 19
+    table = open_table(lakehouse.paths.silver_flights_ml, lakehouse)
+    assert table.metadata().configuration == {"delta.checkpointInterval": "10"}
+    assert table.to_pyarrow_table().num_rows == 250
 
 
 def test_append_silver_refuses_a_frame_without_the_schema_columns(lakehouse, hand_made):

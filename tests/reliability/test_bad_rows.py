@@ -19,7 +19,7 @@ from deltalake import DeltaTable, write_deltalake
 
 from flight_gold.lake.schemas import SILVER_ML_ARROW_SCHEMA
 from flight_gold.spark.files import LocalFiles
-from flight_gold.spark.guards import DeltaLogError, validate_delta_log
+from flight_gold.spark.guards import DeltaLogError, table_id_from_log, validate_delta_log
 from support.expected import assert_gold_equal, drop_future, streamed_gold
 from support.jobs import (
     START,
@@ -369,3 +369,23 @@ def test_a_truncated_log_checkpoint_is_named(small_table):
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])
     with pytest.raises(DeltaLogError, match=str(checkpoint)):
         validate_delta_log(LocalFiles(), str(small_table))
+
+
+def test_a_resuming_stream_checks_only_what_its_first_batch_reads(small_table):
+    """From its resume version, the first batch reads at most maxFilesPerTrigger commits (one
+    file each at least); later commits are read batch by batch, by Delta."""
+    DeltaTable(str(small_table)).create_checkpoint()
+    _commit(small_table, 1).write_text("damaged, two commits after the resume version")
+    assert validate_delta_log(LocalFiles(), str(small_table), from_version=0, replay_span=0) == 2
+    with pytest.raises(DeltaLogError, match="00000000000000000001.json"):
+        validate_delta_log(LocalFiles(), str(small_table), from_version=0, replay_span=1)
+
+
+def test_the_table_id_comes_from_the_log(small_table):
+    table_id = DeltaTable(str(small_table)).metadata().id
+    assert table_id_from_log(LocalFiles(), str(small_table)) == table_id
+    DeltaTable(str(small_table)).create_checkpoint()
+    _commit(small_table, 0).unlink()  # cleaned up after the checkpoint: its metaData answers
+    assert table_id_from_log(LocalFiles(), str(small_table)) == table_id
+    next((small_table / "_delta_log").glob("*.checkpoint.parquet")).unlink()
+    assert table_id_from_log(LocalFiles(), str(small_table)) is None

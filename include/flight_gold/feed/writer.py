@@ -19,6 +19,11 @@ from flight_gold.lake.tables import open_table, storage_options, table_uri
 
 log = logging.getLogger("flight_gold.feed.writer")
 
+# delta-rs writes no Delta checkpoint unless asked; without one every reader of the table (the
+# Gold stream's start among them) replays every JSON commit since version 0. With this property
+# delta-rs writes one every 10 commits, as Spark does.
+SILVER_TABLE_PROPERTIES = {"delta.checkpointInterval": "10"}
+
 
 class SilverWriteError(RuntimeError):
     """The frame or the existing table does not fit Silver_ML."""
@@ -53,7 +58,13 @@ def append_silver(df: pd.DataFrame, config: GoldConfig) -> int | None:
         write_deltalake(existing, table, mode="append")
         version = existing.version()
     else:
-        write_deltalake(table_uri(path), table, mode="append", storage_options=storage_options(config))
+        write_deltalake(
+            table_uri(path),
+            table,
+            mode="append",
+            storage_options=storage_options(config),
+            configuration=SILVER_TABLE_PROPERTIES,
+        )
         version = open_table(path, config).version()
     log.debug("appended %d rows to %s as version %s", table.num_rows, path, version)
     return version

@@ -86,6 +86,10 @@ class HadoopFiles:
         return p, p.getFileSystem(self._conf)
 
     def list(self, directory: str) -> list[str] | None:
+        if "://" not in directory or directory.startswith("file://"):
+            # A local folder: one os.listdir. Through Py4J every entry costs three round trips
+            # (seconds for a _delta_log of 20,000 commits).
+            return LocalFiles().list(directory.removeprefix("file://"))
         p, fs = self._fs(directory)
         if not fs.exists(p):
             return None

@@ -297,9 +297,14 @@ def clear_unborn_delta_log(files: HadoopFiles, table: str) -> bool:
     return True
 
 
-def validate_delta_log(files: FileAccess, table: str, from_version: int | None = None) -> int | None:
+def validate_delta_log(
+    files: FileAccess, table: str, from_version: int | None = None, replay_span: int | None = None
+) -> int | None:
     """Checks the log entries Delta will read: every commit after the newest checkpoint (the
-    snapshot) and every commit from `from_version` on (what a resuming stream replays).
+    snapshot) and the commits from `from_version` on that a resuming stream replays; with
+    `replay_span`, only the first `replay_span` + 1 of them (what its first batch can read: the
+    source admits at most maxFilesPerTrigger files a batch, one file a commit at least). Later
+    commits are read batch by batch; a damaged one then stops the stream with Delta's own error.
 
     Raises DeltaLogError naming the first bad file; returns the table's latest version (None if the
     log has no commit)."""
@@ -322,9 +327,15 @@ def validate_delta_log(files: FileAccess, table: str, from_version: int | None =
         for name in checkpoints[snapshot_checkpoint]:
             _check_parquet(files, join(log_dir, name))
 
+    replay_end = None if from_version is None or replay_span is None else from_version + replay_span
+    snapshot_start = 0 if snapshot_checkpoint is None else snapshot_checkpoint + 1
+
+    def read_first(v: int) -> bool:
+        return v >= snapshot_start or replay_end is None or v <= replay_end
+
     previous = None
-    for version in (v for v in commits if v >= start):
-        if previous is not None and version != previous + 1:
+    for version in (v for v in commits if v >= start and read_first(v)):
+        if previous is not None and version != previous + 1 and read_first(previous + 1):
             raise DeltaLogError(
                 f"Silver_ML's _delta_log in {log_dir} is missing commit "
                 f"{previous + 1:020d}.json (the commits jump to {version:020d}.json). {_FIX}"
@@ -332,6 +343,36 @@ def validate_delta_log(files: FileAccess, table: str, from_version: int | None =
         previous = version
         _check_commit(files, join(log_dir, f"{version:020d}.json"))
     return latest
+
+
+def table_id_from_log(files: FileAccess, table: str) -> str | None:
+    """The table id of a Delta table's metaData action: from version 0's commit (one small read),
+    else from the newest checkpoint's metaData column; None when neither answers."""
+    log_dir = join(table, "_delta_log")
+    try:
+        for line in files.read(join(log_dir, f"{0:020d}.json")).decode("utf-8").splitlines():
+            action = json.loads(line) if line.strip() else {}
+            if isinstance(action, dict) and "metaData" in action:
+                return str(action["metaData"]["id"])
+    except Exception:  # cleaned up, or unreadable: the checkpoint may answer
+        pass
+    import io
+
+    import pyarrow.parquet as pq
+
+    names = files.list(log_dir) or []
+    checkpoints = sorted((int(m.group(1)), name) for name in names if (m := _CHECKPOINT.match(name)))
+    for _version, name in reversed(checkpoints):
+        try:
+            column = pq.read_table(io.BytesIO(files.read(join(log_dir, name))), columns=["metaData"]).column(
+                0
+            )
+        except Exception:
+            continue
+        for value in column.to_pylist():
+            if value and value.get("id"):
+                return str(value["id"])
+    return None
 
 
 def _check_commit(files: FileAccess, path: str) -> None:

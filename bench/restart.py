@@ -1,0 +1,185 @@
+"""Start and restart time of the Gold job: from the job's process start to its first Gold commit.
+
+Scenarios (bench/run.py --only restart):
+- restart: a checkpoint resumes at Silver_ML version V (the job ran to the end of a small table),
+  then N commits are added (N = 1,000, 5,000, 20,000), then the job starts again;
+- first start: a new checkpoint on a Silver_ML table of 20,000 commits;
+each with Silver_ML carrying Delta checkpoints every 10 commits (as Spark writes them) and without.
+
+Silver_ML commits are written straight into `_delta_log` (bench/silverlog.py): delta-rs takes
+0.15-0.3 s a commit here, too slow for 20,000. The time is the Gold commit's commitInfo timestamp
+minus the wall-clock time just before the process was started: JVM start and jar loading count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC
+from pathlib import Path
+
+from bench.silverlog import SilverLog
+from flight_gold.core.config import GoldConfig
+
+REPO = Path(__file__).resolve().parents[1]
+JOB = REPO / "jobs" / "streaming_gold.py"
+BACKLOGS = (1000, 5000, 20000)
+BASE_COMMITS = 60  # 5 minutes of history at one commit every 5 s: the resume point
+GOLD = "flight_phase_counts"
+
+
+def _log(message: str) -> None:
+    print(f"[restart {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def gold_writes(table: Path) -> list[tuple[int, int]]:
+    """(version, commitInfo timestamp ms) of every commit that appended rows to a Gold table."""
+    out = []
+    for path in sorted((table / "_delta_log").glob("[0-9]" * 20 + ".json")):
+        actions = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        info = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
+        if info.get("operation") in ("WRITE", "STREAMING UPDATE") and any("add" in a for a in actions):
+            out.append((int(path.stem), int(info["timestamp"])))
+    return out
+
+
+def run_job(root: Path, log_path: Path, master: str, until_first_gold: bool, timeout: float = 900) -> dict:
+    """Starts the job; available-now to its end, or processing-time until a new Gold commit (then
+    SIGTERM). Returns the start time and the first new Gold commit's time."""
+    trigger = ["--trigger", "processing-time", "--trigger-interval", "1 second"]
+    if not until_first_gold:
+        trigger = ["--trigger", "available-now"]
+    table = root / "gold" / "streaming_aggregations" / GOLD
+    before = {v for v, _ in gold_writes(table)} if table.exists() else set()
+    cmd = [sys.executable, str(JOB), "--lakehouse-root", str(root), "--master", master, *trigger]
+    load = os.getloadavg()
+    with open(log_path, "wb") as err:
+        started = time.time()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        first = None
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            if until_first_gold and table.exists():
+                new = [(v, ts) for v, ts in gold_writes(table) if v not in before]
+                if new:
+                    first = new[0]
+                    break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"job did not finish/commit within {timeout:.0f} s; log {log_path}")
+        if until_first_gold and first is None:
+            raise RuntimeError(f"job ended (rc {proc.returncode}) before a Gold commit; log {log_path}")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.wait(timeout=60)
+    if not until_first_gold and proc.returncode != 0:
+        raise RuntimeError(f"job failed (rc {proc.returncode}); log {log_path}")
+    out = {"load_average": load, "load_average_end": os.getloadavg(), **phases(log_path, started)}
+    if first is not None:
+        out["seconds"] = round(first[1] / 1000 - started, 2)
+        out["gold_version"] = first[0]
+    return out
+
+
+def phases(log_path: Path, started: float) -> dict:
+    """Seconds from the process start to the session's first log line (JVM start, jars) and to
+    the last query's start (the checks before the first batch), from the job's log (1 s
+    resolution): what is left of `seconds` is the stream's own first batches."""
+    from datetime import datetime
+
+    out = {}
+    for line in log_path.read_text(errors="replace").splitlines():
+        stamp = line[:20]
+        if not (stamp[:2] == "20" and stamp.endswith("Z")):
+            continue
+        at = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp() - started
+        if "flight_gold.spark.session:" in line and "session_s" not in out:
+            out["session_s"] = round(at, 1)
+        elif "flight_gold.spark.queries: started query" in line:
+            out["queries_started_s"] = round(at, 1)
+    return out
+
+
+def _fresh(root: Path) -> GoldConfig:
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    return GoldConfig.from_env({}, lakehouse_root=str(root))
+
+
+def _restore(root: Path, saved: Path) -> None:
+    """Puts back the checkpoints and Gold tables as the base run left them (Silver_ML stays)."""
+    for name in ("gold", "checkpoints"):
+        shutil.rmtree(root / name, ignore_errors=True)
+        if (saved / name).exists():
+            shutil.copytree(saved / name, root / name, symlinks=True)
+
+
+def scenarios(work: Path, checkpoints: bool, master: str, backlogs=BACKLOGS) -> dict:
+    """Restarts after each backlog (one Silver_ML grown step by step; the checkpoints and Gold
+    tables restored to the base run's each time), then a first start on the whole table."""
+    root = work / f"silver-{'ckpt' if checkpoints else 'nockpt'}"
+    config = _fresh(root)
+    silver = SilverLog(Path(config.paths.silver_flights_ml), checkpoint_every=10 if checkpoints else None)
+    silver.append_commits(BASE_COMMITS)
+    # The checkpoint resumes at the end of the first commits.
+    run_job(root, root / "base.log", master, until_first_gold=False)
+    saved = work / "saved"
+    shutil.rmtree(saved, ignore_errors=True)
+    saved.mkdir()
+    for name in os.listdir(root):
+        if name not in ("silver",) and not name.endswith(".log"):
+            shutil.copytree(root / name, saved / name, symlinks=True)
+    out: dict = {"restart": {}}
+    added = 0
+    for n in backlogs:
+        began = time.monotonic()
+        silver.append_commits(n - added)
+        build_s = time.monotonic() - began
+        added = n
+        _restore(root, saved)
+        result = run_job(root, root / f"restart-{n}.log", master, until_first_gold=True)
+        result.update(commits_since_checkpoint=n, fixture_build_s=round(build_s, 1))
+        _log(f"restart after {n} commits (Silver checkpoints {checkpoints}): {result}")
+        out["restart"][str(n)] = result
+    for name in os.listdir(root):
+        if name != "silver" and not name.endswith(".log"):
+            shutil.rmtree(root / name)
+    result = run_job(root, root / "first.log", master, until_first_gold=True)
+    result.update(silver_commits=silver.version + 1)
+    _log(f"first start on {silver.version + 1} commits (Silver checkpoints {checkpoints}): {result}")
+    out["first_start"] = result
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(saved, ignore_errors=True)
+    return out
+
+
+def run_restart(work: Path, master: str = "local[2]", backlogs=BACKLOGS) -> dict:
+    """The start-time measurements. `restart_to_first_gold_s` is the default case (Silver_ML with
+    Delta checkpoints every 10 commits, as the feed writes it)."""
+    out = {
+        "with_silver_checkpoints": scenarios(work, True, master, backlogs),
+        "without_silver_checkpoints": scenarios(work, False, master, backlogs),
+    }
+    with_, without = out["with_silver_checkpoints"], out["without_silver_checkpoints"]
+    out["restart_to_first_gold_s"] = {n: r["seconds"] for n, r in with_["restart"].items()}
+    out["restart_to_first_gold_s_without_silver_checkpoints"] = {
+        n: r["seconds"] for n, r in without["restart"].items()
+    }
+    out["first_start_to_first_gold_s"] = {
+        "with_silver_checkpoints": with_["first_start"]["seconds"],
+        "without_silver_checkpoints": without["first_start"]["seconds"],
+        "silver_commits": with_["first_start"]["silver_commits"],
+    }
+    return out
