@@ -175,7 +175,16 @@ class LiveAirflow:
             params={"full_content": "true"},
         )
         assert response.status_code == 200, response.text
-        return [str(e.get("event", "")) for e in response.json()["content"] if isinstance(e, dict)]
+        lines = []
+        for entry in response.json()["content"]:
+            if not isinstance(entry, dict):
+                continue
+            lines.append(str(entry.get("event", "")))
+            # A task's exception comes as "Task failed with exception" plus its details, which
+            # the UI shows under that line.
+            details = entry.get("error_detail") or []
+            lines += [str(d.get("exc_value", "")) for d in details if isinstance(d, dict)]
+        return lines
 
     def mark_task(self, dag_id: str, run_id: str, task_id: str, state: str) -> None:
         # What the UI's "Mark as failed" / "Mark as success" of a task instance sends.

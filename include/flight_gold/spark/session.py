@@ -81,6 +81,12 @@ def spark_conf(config: GoldConfig, master: str | None = None, role: str = STREAM
         # jobs need none.
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
+        # A query stopped during a foreachBatch write ends with a Py4J error whose message (the
+        # Python and Java traces, ~20 KB) Spark matches against a recursive regex to recognise an
+        # interruption (StreamExecution.isInterruptionException): with the default 1 MB thread
+        # stack that overflows, and the stop logs a 2,000-line StackOverflowError instead of
+        # ending quietly. Spark's "default" options, so that a user's extraJavaOptions add to it.
+        "spark.driver.defaultJavaOptions": "-Xss16m",
         # The Gold tables must stay readable by delta-rs (deltalake), which refuses v2 checkpoints
         # and deletion vectors: keep new tables on the classic protocol.
         "spark.databricks.delta.properties.defaults.checkpointPolicy": "classic",
