@@ -43,7 +43,7 @@ COMMIT = re.compile(r"_delta_log/(\d{20})\.json$")
 
 
 @pytest.fixture(params=["local", "s3"])
-def lake(request, tmp_path):
+def lake(request, tmp_path, monkeypatch):
     """(GoldConfig, environment of the jobs, S3 server or None)."""
     # The stream compacts every few seconds; the maintenance job reads the same setting.
     base = {**os.environ, "GOLD_COMPACT_INTERVAL": "5 seconds"}
@@ -56,6 +56,10 @@ def lake(request, tmp_path):
         server.create_bucket(bucket)
         server.client().put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         env = {**base, **server.env, "LAKEHOUSE_ROOT": f"s3a://{bucket}"}
+        # This process's feed and log reads take the credentials from the environment, as every
+        # client of the lakehouse does (core/s3.py).
+        for key, value in server.env.items():
+            monkeypatch.setenv(key, value)
         yield GoldConfig.from_env(env, spark_master="local[2]"), env, server
 
 
