@@ -401,32 +401,25 @@ def test_an_unreadable_ledger_stops_the_check_with_a_clear_error(lakehouse):
     assert slack.attempts == 0
 
 
-def test_ledger_on_s3():
+def test_ledger_on_s3(monkeypatch):
     from flight_gold.core.config import GoldConfig
     from support.s3_server import running_s3_server
 
     with running_s3_server() as server:
         server.create_bucket("lake")
-        saved = {k: os.environ.get(k) for k in server.env}
-        os.environ.update(server.env)
-        try:
-            config = GoldConfig.from_env({}, lakehouse_root="s3a://lake/prod", s3_endpoint=server.endpoint)
-            store = LedgerStore(AlertSettings().ledger_location(config), config)
-            assert store.uri == "s3a://lake/prod/_alerts/gold_anomaly_alerts.json"
-            assert store.load().version is None
-            ledger = store.load()
-            ledger.version = 12
-            ledger.sent("email").add(Spec(0, "France", 10, 5).key)
-            store.save(ledger)
-            assert server.keys("lake") == ["prod/_alerts/gold_anomaly_alerts.json"]
-            again = store.load()
-            assert (again.version, again.sent("email")) == (12, {Spec(0, "France", 10, 5).key})
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        for key, value in server.env.items():
+            monkeypatch.setenv(key, value)
+        config = GoldConfig.from_env({}, lakehouse_root="s3a://lake/prod", s3_endpoint=server.endpoint)
+        store = LedgerStore(AlertSettings().ledger_location(config), config)
+        assert store.uri == "s3a://lake/prod/_alerts/gold_anomaly_alerts.json"
+        assert store.load().version is None
+        ledger = store.load()
+        ledger.version = 12
+        ledger.sent("email").add(Spec(0, "France", 10, 5).key)
+        store.save(ledger)
+        assert server.keys("lake") == ["prod/_alerts/gold_anomaly_alerts.json"]
+        again = store.load()
+        assert (again.version, again.sent("email")) == (12, {Spec(0, "France", 10, 5).key})
 
 
 # -- a table written by Spark -------------------------------------------------------------------

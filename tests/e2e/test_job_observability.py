@@ -37,7 +37,7 @@ from support.jobs import (
     summary,
     wait_for,
 )
-from support.receivers import free_port
+from support.net import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 

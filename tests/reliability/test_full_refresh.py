@@ -95,15 +95,12 @@ def test_a_deleted_checkpoint_is_refused_and_a_full_refresh_rebuilds_gold(spark,
     )
     assert state(config) == before
 
-    assert run_in_process(spark, config.replace(full_refresh=True)) == 0
-    expected = expected_gold(rows)
-    for table, actual in gold(config).items():
-        assert_gold_equal(actual, expected[table], table)
+    assert_full_refresh_rebuilds(spark, config, rows)
+    for table in TABLES:
         # Same table (readers keep it), its rows deleted by one commit, then written again.
         assert table_id(config.paths.gold_table(table)) == ids[table]
         operations = [c["operation"] for c in DeltaTable(config.paths.gold_table(table)).history()]
         assert operations.count("DELETE") == 1
-        assert not Path(config.paths.refresh_marker(table)).exists()
 
     # And on from there as usual.
     more = silver_frame(600, START + pd.Timedelta(minutes=15), 600, seed=62)
@@ -112,6 +109,16 @@ def test_a_deleted_checkpoint_is_refused_and_a_full_refresh_rebuilds_gold(spark,
     expected = expected_gold(pd.concat([rows, more], ignore_index=True))
     for table, actual in gold(config).items():
         assert_gold_equal(actual, expected[table], table)
+
+
+def assert_full_refresh_rebuilds(spark, config, rows: pd.DataFrame) -> None:
+    """A --full-refresh run ends with Gold equal to the independent computation over `rows` and
+    no refresh marker left."""
+    assert run_in_process(spark, config.replace(full_refresh=True)) == 0
+    expected = expected_gold(rows)
+    for table, actual in gold(config).items():
+        assert_gold_equal(actual, expected[table], table)
+        assert not Path(config.paths.refresh_marker(table)).exists()
 
 
 def _marker(spark, config) -> None:
@@ -155,11 +162,7 @@ def test_an_unfinished_refresh_refuses_a_plain_start_and_a_new_refresh_completes
     ]
     assert state(config) == before
 
-    assert run_in_process(spark, config.replace(full_refresh=True)) == 0
-    expected = expected_gold(rows)
-    for table, actual in gold(config).items():
-        assert_gold_equal(actual, expected[table], table)
-        assert not Path(config.paths.refresh_marker(table)).exists()
+    assert_full_refresh_rebuilds(spark, config, rows)
 
 
 def test_a_kill_9_during_a_full_refresh_then_a_full_refresh_again(built, tmp_path):

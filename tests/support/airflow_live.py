@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +17,12 @@ import psutil
 import pytest
 import requests
 
+from support.net import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "airflow_local.sh"
 # The machine is shared and slow: a generous bound for each step that waits on Spark or Airflow.
 STEP_TIMEOUT_S = 900
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(what: str, check, timeout: float = STEP_TIMEOUT_S, interval: float = 2.0, details=lambda: ""):

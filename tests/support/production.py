@@ -83,23 +83,10 @@ class Lake:
 
     def with_env(self):
         """The AWS variables delta-rs and boto3 read, for the duration of a call."""
-        import contextlib
         import os
+        from unittest import mock
 
-        @contextlib.contextmanager
-        def patched():
-            saved = {k: os.environ.get(k) for k in self.env}
-            os.environ.update(self.env)
-            try:
-                yield
-            finally:
-                for key, value in saved.items():
-                    if value is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = value
-
-        return patched()
+        return mock.patch.dict(os.environ, self.env)
 
     def table(self, path: str) -> pd.DataFrame | None:
         with self.with_env():

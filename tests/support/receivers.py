@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import json
 import signal
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,15 +26,10 @@ from email import message_from_string, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from support.net import free_port
+
 SENDER = "flight-gold@example.com"
 WEBHOOK_PATH = "/services/T000/B000/placeholder"
-
-
-def free_port() -> int:
-    # aiosmtpd's Controller needs the port before it starts (it probes it once up).
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from support.net import free_port
 from support.stack import procs
 
 REPO = Path(__file__).resolve().parents[3]
@@ -71,7 +72,7 @@ class StackBase:
         return env
 
     def port(self) -> int:
-        return procs.free_port(self.taken_ports)
+        return free_port(self.taken_ports)
 
     def launch(self, name: str, argv: list[str], env: dict[str, str], **options) -> Proc:
         """Starts argv in a session of its own, output appended to logs/<name>.log."""

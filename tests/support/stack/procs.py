@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -25,18 +24,6 @@ from pathlib import Path
 import psutil
 
 MARKER = "FLIGHT_GOLD_STACK_ID"
-
-
-def free_port(taken: set[int]) -> int:
-    """A port the kernel considers free on 127.0.0.1, not in `taken` (added to it). The socket is
-    closed again before the component binds it: a tiny race, harmless on loopback."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port not in taken:
-            taken.add(port)
-            return port
 
 
 def http_get(url: str, timeout: float = 5.0, headers: dict | None = None) -> tuple[int, bytes]:
