@@ -234,19 +234,28 @@ def test_prometheus_serves_the_batches_on_loopback_only(run):
         rows = metrics[metrics["query"] == table]
         with_data = [s for s in samples if s.get(names["inputRate_total_Value"], 0) > 0]
         assert with_data, f"no scrape of {table} caught a batch with data"
+        shown = rows.assign(watermark_ms=rows["watermark"].map(lambda t: t.value // 1_000_000))
         for sample in with_data:
-            # The batch of the table this sample shows: the one with exactly this input rate.
-            match = rows[rows["input_rows_per_second"] == sample[names["inputRate_total_Value"]]]
-            assert len(match) == 1, (
+            # The batch this sample shows: input rate, processing rate, state rows and watermark
+            # all equal to one row's. The input rate alone can be shared (a 1-second trigger gives
+            # a version of 30 rows 30.0 rows/s in every batch that reads one).
+            match = shown[
+                (shown["input_rows_per_second"] == sample[names["inputRate_total_Value"]])
+                & (shown["processed_rows_per_second"] == sample[names["processingRate_total_Value"]])
+                & (shown["state_rows"] == sample[names["states_rowsTotal_Value"]])
+                & (shown["watermark_ms"] == sample[names["eventTime_watermark_Value"]])
+            ]
+            assert len(match) >= 1, (
                 table,
-                sample[names["inputRate_total_Value"]],
-                rows["input_rows_per_second"],
+                {gauge: sample[name] for gauge, name in names.items()},
+                shown[list(GAUGES.values()) + ["watermark_ms"]].to_dict("records"),
             )
-            row = match.iloc[0]
-            assert sample[names["processingRate_total_Value"]] == row["processed_rows_per_second"]
-            assert sample[names["states_rowsTotal_Value"]] == row["state_rows"]
-            assert sample[names["eventTime_watermark_Value"]] == row["watermark"].value // 1_000_000
-            # Spark's latency gauge is the batch's triggerExecution time; batchDuration also counts
-            # the progress reporting after it (a millisecond or two).
-            assert 0 <= row["batch_duration_ms"] - sample[names["latency_Value"]] <= 20
+            # Spark's latency gauge is the batch's triggerExecution time, a part of its
+            # batchDuration, which also counts the progress reporting after it (milliseconds,
+            # more on a loaded machine: 26 ms seen in CI, so no upper bound on the difference).
+            latency = sample[names["latency_Value"]]
+            assert latency > 0 and any(latency <= d for d in match["batch_duration_ms"]), (
+                match["batch_duration_ms"].tolist(),
+                latency,
+            )
     print(json.dumps({k: v for k, v in samples[-1].items() if "_streaming_" in k}, indent=1))
