@@ -18,7 +18,7 @@ from flight_gold.core.config import GoldConfig
 from flight_gold.feed.synthetic import generate
 from flight_gold.feed.writer import append_silver
 from support.expected import assert_gold_equal, expected_gold, read_delta
-from support.jobs import committed_batches
+from support.jobs import assert_gold_is, committed_batches
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "gold_streaming.py"
 GUARD, SENSOR, SUBMIT = "check_not_streaming", "wait_for_silver_ml", "run_gold_streams"
@@ -68,11 +68,7 @@ def test_available_now_run_writes_the_gold_tables_of_the_independent_computation
     state, tasks, _ = run(load_dag(), {"trigger": "available-now"})
 
     assert (state, tasks) == ("success", {GUARD: "success", SENSOR: "success", SUBMIT: "success"})
-    expected = expected_gold(silver)
-    for table in GOLD_TABLES:
-        actual = read_delta(env.paths.gold_table(table))
-        assert len(expected[table]) > 0
-        assert_gold_equal(actual, expected[table], table)
+    assert_gold_is(env, expected_gold(silver), nonempty=True)
     for query in GOLD_TABLES:
         assert Path(env.paths.checkpoint(query), "commits").is_dir()
 
@@ -129,9 +125,7 @@ def test_a_crashed_job_is_retried_and_resumes_from_its_checkpoint(env, monkeypat
     assert crash and all(0 < n < commits for n in crash.values()), crash
     assert (state, tasks) == ("success", {GUARD: "success", SENSOR: "success", SUBMIT: "success"})
     assert tries[SUBMIT] == 2
-    expected = expected_gold(silver)
-    for table in GOLD_TABLES:
-        assert_gold_equal(read_delta(env.paths.gold_table(table)), expected[table], table)
+    assert_gold_is(env, expected_gold(silver))
 
 
 def test_sensor_times_out_naming_the_path_and_frees_its_slot_while_waiting(env, capfd):

@@ -21,8 +21,8 @@ from flight_gold.feed.synthetic import generate
 from flight_gold.feed.writer import append_silver
 from flight_gold.lake.schemas import SILVER_ML_ARROW_SCHEMA
 from flight_gold.supervision.control import StopRequests
-from support.expected import assert_gold_equal, expected_gold, read_delta
-from support.jobs import committed_batches, job_processes, kill9_processes
+from support.expected import expected_gold
+from support.jobs import assert_gold_is, committed_batches, gold_is, job_processes, kill9_processes
 from support.receivers import SmtpReceiver, WebhookServer, connection_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
@@ -93,14 +93,6 @@ def test_a_killed_job_restarts_told_once_and_a_stop_request_ends_the_run_as_succ
     expected = expected_gold(silver)
     steps: dict = {}
 
-    def gold_complete() -> bool:
-        try:
-            for table in TABLES:
-                assert_gold_equal(read_delta(env.paths.gold_table(table)), expected[table], table)
-        except Exception:
-            return False
-        return True
-
     def operator_of_the_stream():
         try:
             wait_for("the job's first batches", lambda: all(committed_batches(env, q) for q in TABLES))
@@ -116,7 +108,7 @@ def test_a_killed_job_restarts_told_once_and_a_stop_request_ends_the_run_as_succ
             more = traffic(600, len(silver))
             append_silver(more, env)
             expected.update(expected_gold(pd.concat([silver, more], ignore_index=True)))
-            wait_for("Gold to be complete", gold_complete)
+            wait_for("Gold to be complete", lambda: gold_is(env, expected))
             StopRequests(env).request("the test")
             steps["stop_requested"] = time.monotonic()
         except BaseException as exc:  # reported by the test, not lost in the thread
@@ -134,7 +126,7 @@ def test_a_killed_job_restarts_told_once_and_a_stop_request_ends_the_run_as_succ
         {GUARD: ("success", 1), SENSOR: ("success", 1), SUBMIT: ("success", 1)},
     )
     assert job_processes(env) == []
-    assert gold_complete()
+    assert_gold_is(env, expected)
     subjects = [
         "[Flight Gold] gold_streaming: the stream stopped unexpectedly; restarting in 1 s",
         "[Flight Gold] gold_streaming: the stream was started again",

@@ -21,7 +21,7 @@ from flight_gold.feed.synthetic import generate
 from flight_gold.feed.writer import append_silver
 from flight_gold.lake.schemas import SILVER_ML_ARROW_SCHEMA
 from support.expected import assert_gold_equal, expected_gold, read_delta
-from support.jobs import progress, run_job
+from support.jobs import assert_gold_is, progress, run_job
 
 pytestmark = pytest.mark.e2e
 
@@ -35,8 +35,7 @@ def gold(config) -> dict[str, pd.DataFrame]:
 
 def assert_matches(config, silver: pd.DataFrame) -> None:
     expected = expected_gold(silver)
-    for table, actual in gold(config).items():
-        assert_gold_equal(actual, expected[table], table)
+    assert_gold_is(config, expected)
 
 
 def test_available_now_runs_resume_and_equal_the_independent_computation(lakehouse):

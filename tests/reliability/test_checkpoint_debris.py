@@ -16,8 +16,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from support.expected import assert_gold_equal, expected_gold
-from support.jobs import START, TABLES, append_silver, gold, lakehouse_config, run_in_process, silver_frame
+from support.expected import expected_gold
+from support.jobs import (
+    START,
+    TABLES,
+    append_silver,
+    assert_gold_is,
+    lakehouse_config,
+    run_in_process,
+    silver_frame,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -96,8 +104,7 @@ def test_a_first_batch_killed_leaves_nothing_that_blocks_the_next_start(spark, t
         else:
             assert said == []
     expected = expected_gold(rows)
-    for table, actual in gold(config).items():
-        assert_gold_equal(actual, expected[table], table)
+    assert_gold_is(config, expected)
 
 
 def test_a_checkpoint_with_a_batch_is_never_cleaned(spark, tmp_path, caplog):
@@ -124,6 +131,6 @@ def test_a_checkpoint_with_a_batch_is_never_cleaned(spark, tmp_path, caplog):
 
     assert not [m for m in caplog.messages if ": removed " in m]
     expected = expected_gold(pd.concat([first, second], ignore_index=True))
-    for table, actual in gold(config).items():
-        assert_gold_equal(actual, expected[table], table)
+    assert_gold_is(config, expected)
+    for table in TABLES:
         assert (Path(config.paths.checkpoint(table)) / "metadata").read_bytes() == metadata[table]

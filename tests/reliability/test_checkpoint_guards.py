@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 
 from flight_gold.spark.guards import CheckpointInUseError, CheckpointLock
-from support.expected import assert_gold_equal, expected_gold
+from support.expected import expected_gold
 from support.jobs import (
     START,
     TABLES,
     append_silver,
+    assert_gold_is,
     error_lines,
-    gold,
     lakehouse_config,
     progress,
     run_job,
@@ -94,8 +94,7 @@ def test_a_second_instance_refuses_to_start_and_the_first_is_not_harmed(tmp_path
         code = stop(first)
     assert code == 0, first_log.read_text()[-4000:]
     expected = expected_gold(rows)
-    for table, actual in gold(config).items():
-        assert_gold_equal(actual, expected[table], table)
+    assert_gold_is(config, expected)
 
 
 def test_the_lock_is_exclusive_names_its_holder_and_dies_with_it(tmp_path):

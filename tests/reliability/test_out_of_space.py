@@ -10,13 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from support.expected import assert_gold_equal, expected_gold
+from support.expected import expected_gold
 from support.jobs import (
     START,
     TABLES,
     append_silver,
+    assert_gold_is,
     error_lines,
-    gold,
     lakehouse_config,
     progress,
     run_job,
@@ -74,5 +74,4 @@ def test_a_full_gold_disk_fails_clearly_and_the_job_resumes_after_space_is_freed
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     assert error_lines(resumed.stderr) == []
     expected = expected_gold(pd.concat(frames, ignore_index=True))
-    for table, actual in gold(config).items():
-        assert_gold_equal(actual, expected[table], table)
+    assert_gold_is(config, expected)

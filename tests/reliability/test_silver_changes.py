@@ -18,12 +18,12 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from flight_gold.lake.schemas import SILVER_ML_ARROW_SCHEMA
-from support.expected import assert_gold_equal, drop_future, expected_gold, streamed_gold
+from support.expected import drop_future, expected_gold, streamed_gold
 from support.jobs import (
     START,
     TABLES,
     append_silver,
-    gold,
+    assert_gold_is,
     lakehouse_config,
     logged,
     now_utc,
@@ -61,8 +61,8 @@ def test_a_first_start_on_a_z_ordered_silver_reads_its_snapshot_in_one_batch(spa
 
     rows = pd.concat(minutes, ignore_index=True)
     expected = expected_gold(rows)
-    for table, actual in gold(config).items():
-        assert_gold_equal(actual, expected[table], table)
+    assert_gold_is(config, expected)
+    for table in TABLES:
         assert summary(caplog)[table]["late_rows_dropped"] == 0
         assert summary(caplog)[table]["input_rows"] == len(rows)
     first = [p for p in logged(caplog, "gold_progress") if p["batch_id"] == 0]
@@ -77,8 +77,7 @@ def test_a_first_start_on_a_z_ordered_silver_reads_its_snapshot_in_one_batch(spa
     with_data = [p["input_rows"] for p in logged(caplog, "gold_progress") if p["input_rows"]]
     assert with_data == [240, 240, 240, 240], with_data
     expected = expected_gold(pd.concat([rows, *more], ignore_index=True))
-    for table, actual in gold(config).items():
-        assert_gold_equal(actual, expected[table], table)
+    assert_gold_is(config, expected)
 
 
 def test_a_burst_from_a_fast_clock_is_dropped_and_makes_no_row_late(spark, tmp_path, caplog):
@@ -104,8 +103,8 @@ def test_a_burst_from_a_fast_clock_is_dropped_and_makes_no_row_late(spark, tmp_p
 
     batches = [drop_future(v, now.to_pydatetime(), timedelta(seconds=60)) for v in (on_time, v1, v2, v3)]
     expected, late = streamed_gold([batches[0], batches[0].iloc[:0], *batches[1:]])
-    for table, actual in gold(config).items():
-        assert_gold_equal(actual, expected[table], table)
+    assert_gold_is(config, expected)
+    for table in TABLES:
         assert late[table] == [0, 0, 0, 0, 0]
         counters = summary(caplog)[table]
         assert counters["dropped_future_timestamp"] == len(burst)
@@ -180,8 +179,7 @@ def test_a_column_added_while_the_stream_runs_restarts_the_queries_and_loses_not
     assert stream.code == 0
     assert "Silver_ML's schema changed at version 1: restarting the queries" in caplog.messages
     expected = expected_gold(rows)
-    for table, actual in gold(config).items():
-        assert_gold_equal(actual, expected[table], table)
+    assert_gold_is(config, expected)
 
 
 def test_a_delete_on_silver_is_skipped_and_later_rows_still_arrive(spark, tmp_path, caplog):
@@ -213,8 +211,7 @@ def test_a_delete_on_silver_is_skipped_and_later_rows_still_arrive(spark, tmp_pa
     # What the stream read: every row of the first commit (read before the purge, so still
     # counted) and every later append; the DELETE commit's rewritten files are not read again.
     expected = expected_gold(rows)
-    for table, actual in gold(config).items():
-        assert_gold_equal(actual, expected[table], table)
+    assert_gold_is(config, expected)
     skipped = [
         m for m in caplog.messages if m.startswith("Silver_ML version 1 (DELETE) removes or rewrites rows")
     ]

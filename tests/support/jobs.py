@@ -19,7 +19,7 @@ from deltalake import write_deltalake
 from flight_gold.core.config import GoldConfig
 from flight_gold.lake.schemas import SILVER_ML_ARROW_SCHEMA
 from flight_gold.spark.progress import PROGRESS_PREFIX, SUMMARY_PREFIX
-from support.expected import read_delta
+from support.expected import assert_gold_equal, read_delta
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = REPO / "jobs" / "streaming_gold.py"
@@ -132,6 +132,25 @@ def error_lines(stderr: str) -> list[str]:
 
 def gold(config: GoldConfig) -> dict[str, pd.DataFrame]:
     return {t: read_delta(config.paths.gold_table(t)) for t in TABLES}
+
+
+def assert_gold_is(config: GoldConfig, expected: dict[str, pd.DataFrame], *, nonempty: bool = False) -> None:
+    """Both Gold tables of the lakehouse equal `expected` (the independent computation's);
+    `nonempty`: and the expectation itself holds rows, so that two empty tables cannot pass."""
+    actual = gold(config)
+    for table in TABLES:
+        if nonempty:
+            assert len(expected[table]) > 0, f"{table}: the independent computation has no rows"
+        assert_gold_equal(actual[table], expected[table], table)
+
+
+def gold_is(config: GoldConfig, expected: dict[str, pd.DataFrame]) -> bool:
+    """assert_gold_is as a condition to wait for: False while a table is missing or differs."""
+    try:
+        assert_gold_is(config, expected)
+    except Exception:
+        return False
+    return True
 
 
 def tree(path: str | Path) -> dict[str, tuple[int, int]]:
