@@ -30,7 +30,7 @@ from flight_gold.feed.writer import append_silver
 from flight_gold.lake.tables import open_table
 from flight_gold.spark.marks import commit_mark
 from support.expected import assert_gold_equal, expected_gold
-from support.jobs import REPO, START, progress, silver_frame
+from support.jobs import REPO, START, LiveFeed, progress, silver_frame
 from support.s3_server import running_s3_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(3600)]
@@ -63,25 +63,10 @@ def lake(request, tmp_path, monkeypatch):
         yield GoldConfig.from_env(env, spark_master="local[2]"), env, server
 
 
-class Feed(threading.Thread):
-    """Every second, 15 s more of event time (40 rows): windows close all the time."""
-
-    def __init__(self, config) -> None:
-        super().__init__(daemon=True)
-        self.config, self.frames, self.done, self.error = config, [], threading.Event(), None
-
-    def append(self) -> None:
-        k = len(self.frames)
-        frame = silver_frame(40, START + pd.Timedelta(seconds=15 * k), 15, seed=9000 + k)
-        append_silver(frame, self.config)
-        self.frames.append(frame)
-
-    def run(self) -> None:
-        try:
-            while not self.done.wait(1.0):
-                self.append()
-        except BaseException as exc:
-            self.error = exc
+def traffic(k: int) -> pd.DataFrame:
+    """Frame k of the live feed, one a second: 15 s more of event time (40 rows), so that windows
+    close all the time."""
+    return silver_frame(40, START + pd.Timedelta(seconds=15 * k), 15, seed=9000 + k)
 
 
 class MaintenanceLoop(threading.Thread):
@@ -141,7 +126,8 @@ def query_id(config, server, table: str) -> str:
 
 def test_the_stream_is_the_only_writer_of_its_gold_tables(lake, tmp_path):
     config, env, server = lake
-    feed = Feed(config)
+    # The product's writer, which reaches an S3 lakehouse too.
+    feed = LiveFeed(config, traffic, write=lambda config, frame: append_silver(frame, config))
     for _ in range(8):  # two minutes of event time before the job starts
         feed.append()
     stderr = tmp_path / "stream.log"
@@ -177,7 +163,7 @@ def test_the_stream_is_the_only_writer_of_its_gold_tables(lake, tmp_path):
         feed.join()
         maintenance.join()
         assert feed.error is None, feed.error
-        rows = pd.concat(feed.frames, ignore_index=True)
+        rows = feed.rows()
         newest = pd.to_datetime(rows["event_timestamp"], utc=True).max()
         final = {
             "flight_phase_counts": newest - pd.Timedelta(minutes=2),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import re
-import threading
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from support.expected import expected_gold
 from support.jobs import (
     START,
     TABLES,
-    append_silver,
+    LiveFeed,
     assert_gold_is,
     kill9,
     lakehouse_config,
@@ -41,37 +40,15 @@ STARTUP_TIMEOUT = 600  # a loaded 2-core machine can take minutes to start a JVM
 BATCH_TIMEOUT = 600
 
 
-class Feed(threading.Thread):
-    """A live Silver_ML writer: every second, 15 s more of event time (60 rows), each append
-    reaching up to 20 s back into the previous one (out of order, well within the watermark)."""
+def overlapping_traffic(seed: int):
+    """Frame k of a live feed: 15 s more of event time (60 rows), reaching up to 20 s back into
+    frame k-1 (out of order, well within the watermark)."""
 
-    def __init__(self, config, seed: int) -> None:
-        super().__init__(daemon=True)
-        self.config, self.seed = config, seed
-        self.frames: list[pd.DataFrame] = []
-        self.done = threading.Event()
-        self.error: BaseException | None = None
+    def frame(k: int) -> pd.DataFrame:
+        start = START + pd.Timedelta(seconds=15 * k - 20 * (k > 0))
+        return silver_frame(60, start, 35 if k else 15, seed=seed * 100_000 + k)
 
-    def append(self) -> None:
-        k = len(self.frames)
-        frame = silver_frame(
-            60,
-            START + pd.Timedelta(seconds=15 * k - 20 * (k > 0)),
-            35 if k else 15,
-            seed=self.seed * 100_000 + k,
-        )
-        append_silver(self.config, frame)
-        self.frames.append(frame)
-
-    def run(self) -> None:
-        try:
-            while not self.done.wait(1.0):
-                self.append()
-        except BaseException as exc:
-            self.error = exc
-
-    def rows(self) -> pd.DataFrame:
-        return pd.concat(self.frames, ignore_index=True)
+    return frame
 
 
 def _numbers(folder: Path, pattern: str = r"^\d+$") -> list[int]:
@@ -182,7 +159,7 @@ def drain(config, rows: pd.DataFrame, log: Path) -> None:
 def kill_loop(tmp_path: Path, kills: int, seed: int) -> list[str]:
     config = lakehouse_config(tmp_path / "lakehouse")
     rng = random.Random(seed)
-    feed = Feed(config, seed)
+    feed = LiveFeed(config, overlapping_traffic(seed))
     feed.append()  # the job's sensor would wait for this first commit
     feed.start()
     moments = []

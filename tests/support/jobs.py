@@ -7,7 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,6 +59,40 @@ def append_silver(config: GoldConfig, df: pd.DataFrame, schema: pa.Schema = SILV
                 i, field, pa.array(df[field.name].to_numpy(), type=field.type, from_pandas=False)
             )
     write_deltalake(config.paths.silver_flights_ml, table, mode="append")
+
+
+class LiveFeed(threading.Thread):
+    """A live Silver_ML writer: every `period_s` it appends `frame(k)` for k = 0, 1, 2... with
+    `write(config, frame)` (`append()` also does it at once, before the thread starts). An error
+    ends the thread and waits in `error` for the test; `done.set()` and `join()` stop it."""
+
+    def __init__(
+        self,
+        config: GoldConfig,
+        frame: Callable[[int], pd.DataFrame],
+        write: Callable[[GoldConfig, pd.DataFrame], None] = append_silver,
+        period_s: float = 1.0,
+    ) -> None:
+        super().__init__(daemon=True)
+        self.config, self.frame, self.write, self.period_s = config, frame, write, period_s
+        self.frames: list[pd.DataFrame] = []
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def append(self) -> None:
+        frame = self.frame(len(self.frames))
+        self.write(self.config, frame)
+        self.frames.append(frame)
+
+    def run(self) -> None:
+        try:
+            while not self.done.wait(self.period_s):
+                self.append()
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            self.error = exc
+
+    def rows(self) -> pd.DataFrame:
+        return pd.concat(self.frames, ignore_index=True)
 
 
 def job_command(config: GoldConfig, *extra: str) -> list[str]:
