@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import contextmanager
 from datetime import timedelta
 
 import numpy as np
@@ -144,6 +145,20 @@ def drained(caplog, rows: pd.DataFrame) -> bool:
     )
 
 
+@contextmanager
+def running_stream(spark, config, caplog):
+    """The Stream, started with INFO logs captured; stopped on leaving, and it must end with 0."""
+    caplog.set_level(logging.INFO)
+    stream = Stream(spark, config)
+    stream.start()
+    try:
+        yield stream
+    finally:
+        stream.stop.set()
+        stream.join(timeout=300)
+    assert stream.code == 0, f"the job ended with exit code {stream.code}"
+
+
 def run_stream_until(stream: Stream, condition, what: str) -> None:
     wait_for(lambda: condition() or not stream.is_alive(), 900, what=what)
     assert stream.is_alive(), f"the job ended ({stream.code}) while waiting for {what}"
@@ -153,10 +168,7 @@ def test_a_column_added_while_the_stream_runs_restarts_the_queries_and_loses_not
     config = lakehouse_config(tmp_path / "lakehouse").replace(trigger_interval="2 seconds")
     first = silver_frame(600, START, 600, seed=81)
     append_silver(config, first)
-    caplog.set_level(logging.INFO)
-    stream = Stream(spark, config)
-    stream.start()
-    try:
+    with running_stream(spark, config, caplog) as stream:
         run_stream_until(stream, lambda: read_all(caplog, len(first)), "the first rows")
         # Upstream adds a column (schema evolution by merge), then keeps writing with it.
         extra = [
@@ -173,10 +185,6 @@ def test_a_column_added_while_the_stream_runs_restarts_the_queries_and_loses_not
             )
         rows = pd.concat([first, *extra], ignore_index=True)
         run_stream_until(stream, lambda: drained(caplog, rows), "the final watermarks")
-    finally:
-        stream.stop.set()
-        stream.join(timeout=300)
-    assert stream.code == 0
     assert "Silver_ML's schema changed at version 1: restarting the queries" in caplog.messages
     expected = expected_gold(rows)
     assert_gold_is(config, expected)
@@ -186,10 +194,7 @@ def test_a_delete_on_silver_is_skipped_and_later_rows_still_arrive(spark, tmp_pa
     config = lakehouse_config(tmp_path / "lakehouse").replace(trigger_interval="2 seconds")
     first = silver_frame(900, START, 900, seed=91)
     append_silver(config, first)
-    caplog.set_level(logging.INFO)
-    stream = Stream(spark, config)
-    stream.start()
-    try:
+    with running_stream(spark, config, caplog) as stream:
         run_stream_until(
             stream,
             lambda: read_all(caplog, len(first)) and read_all(caplog, len(first), "anomaly_alerts"),
@@ -204,10 +209,6 @@ def test_a_delete_on_silver_is_skipped_and_later_rows_still_arrive(spark, tmp_pa
             append_silver(config, frame)
         rows = pd.concat([first, *later], ignore_index=True)
         run_stream_until(stream, lambda: drained(caplog, rows), "the final watermarks")
-    finally:
-        stream.stop.set()
-        stream.join(timeout=300)
-    assert stream.code == 0
     # What the stream read: every row of the first commit (read before the purge, so still
     # counted) and every later append; the DELETE commit's rewritten files are not read again.
     expected = expected_gold(rows)
