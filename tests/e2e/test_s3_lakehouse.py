@@ -44,9 +44,7 @@ def lakehouse_in_new_bucket(s3_server, monkeypatch, versioned: bool) -> GoldConf
     """A GoldConfig on an empty bucket of the server, with the environment a worker would have
     (the job and the sensor read LAKEHOUSE_ROOT, S3_ENDPOINT and AWS_* from it)."""
     bucket = f"lake-{uuid.uuid4().hex[:10]}"
-    s3_server.create_bucket(bucket)
-    if versioned:
-        s3_server.client().put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3_server.create_bucket(bucket, versioned=versioned)
     for key, value in {**s3_server.env, "LAKEHOUSE_ROOT": f"s3a://{bucket}"}.items():
         monkeypatch.setenv(key, value)
     return GoldConfig.from_env(spark_master="local[2]")
@@ -54,16 +52,12 @@ def lakehouse_in_new_bucket(s3_server, monkeypatch, versioned: bool) -> GoldConf
 
 @pytest.fixture
 def s3_lakehouse(s3_server, monkeypatch) -> GoldConfig:
-    # Versioning keeps every object ever written, deleted ones included: the test can tell how
-    # the Delta log was written, not only what it ends as.
     return lakehouse_in_new_bucket(s3_server, monkeypatch, versioned=True)
 
 
 @pytest.fixture
 def s3_lakehouse_unversioned(s3_server, monkeypatch) -> GoldConfig:
-    # For tests that delete objects and then list their folder: in a versioned bucket, moto's
-    # delimited listing still names a prefix whose objects are all deleted (AWS S3 names none),
-    # so a deleted folder would look present to S3A and to Spark.
+    # For tests that delete objects and then list their folder (S3Server.create_bucket).
     return lakehouse_in_new_bucket(s3_server, monkeypatch, versioned=False)
 
 

@@ -53,8 +53,7 @@ def lake(request, tmp_path, monkeypatch):
         return
     with running_s3_server() as server:
         bucket = f"lake-{uuid.uuid4().hex[:10]}"
-        server.create_bucket(bucket)
-        server.client().put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        server.create_bucket(bucket, versioned=True)
         env = {**base, **server.env, "LAKEHOUSE_ROOT": f"s3a://{bucket}"}
         # This process's feed and log reads take the credentials from the environment, as every
         # client of the lakehouse does (core/s3.py).

@@ -68,8 +68,15 @@ class S3Server:
             region_name=self.region,
         )
 
-    def create_bucket(self, name: str) -> None:
-        self.client().create_bucket(Bucket=name)
+    def create_bucket(self, name: str, versioned: bool = False) -> None:
+        """`versioned`: every object ever written stays listed by list_object_versions, deleted
+        ones included, so that a test can tell how a Delta log was written. Only where a test
+        asks: in a versioned bucket, moto's delimited listing still names a prefix whose objects
+        are all deleted (AWS S3 names none), so a deleted folder looks present to S3A and Spark."""
+        client = self.client()
+        client.create_bucket(Bucket=name)
+        if versioned:
+            client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
 
     def keys(self, bucket: str, prefix: str = "") -> list[str]:
         paginator = self.client().get_paginator("list_objects_v2")
