@@ -346,10 +346,11 @@ def run_init(extra_env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(INIT_SCRIPT)], capture_output=True, text=True, env=env, timeout=300)
 
 
-def connection(conn_id: str):
-    """The connection as stored in the metadata database, read by the Airflow CLI like the init
-    script writes it: a separate process with Airflow's own configuration (its Fernet key
-    included), unaffected by what in-process tests did to this interpreter's Airflow state."""
+def stored_connections(*conn_ids: str) -> dict:
+    """The connections as stored in the metadata database, read by the Airflow CLI like the init
+    script writes them: a separate process with Airflow's own configuration (its Fernet key
+    included), unaffected by what in-process tests did to this interpreter's Airflow state. One
+    export for all (an Airflow CLI process costs seconds)."""
     from airflow.models import Connection
 
     result = subprocess.run(
@@ -360,19 +361,19 @@ def connection(conn_id: str):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     stored = json.loads(result.stdout)
-    assert conn_id in stored, f"connection {conn_id!r} is not in the metadata database: {sorted(stored)}"
-    return Connection(conn_id=conn_id, **stored[conn_id])
+    missing = set(conn_ids) - set(stored)
+    assert not missing, f"connections {sorted(missing)} are not in the metadata database: {sorted(stored)}"
+    return {conn_id: Connection(conn_id=conn_id, **stored[conn_id]) for conn_id in conn_ids}
 
 
-def spark_master_of(conn_id: str, monkeypatch) -> dict:
+def spark_master_of(stored, monkeypatch) -> dict:
     """What SparkSubmitOperator will submit to, from the connection as stored in the database (hooks
     read the database only inside a task, so the stored connection is handed over as AIRFLOW_CONN_)."""
     from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
 
-    stored = connection(conn_id)
     with monkeypatch.context() as patch:
-        patch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", stored.as_json())
-        return SparkSubmitHook(conn_id=conn_id)._resolve_connection()
+        patch.setenv(f"AIRFLOW_CONN_{stored.conn_id.upper()}", stored.as_json())
+        return SparkSubmitHook(conn_id=stored.conn_id)._resolve_connection()
 
 
 def test_init_script_creates_the_connections_the_dags_use(airflow_db, monkeypatch):
@@ -380,17 +381,18 @@ def test_init_script_creates_the_connections_the_dags_use(airflow_db, monkeypatc
     assert first.returncode == 0, first.stderr[-3000:]
     assert "Slack connection 'slack_alerts' has no webhook URL yet" in first.stdout
 
-    spark = spark_master_of("spark_default", monkeypatch)
+    stored = stored_connections("spark_default", "smtp_alerts", "slack_alerts")
+    spark = spark_master_of(stored["spark_default"], monkeypatch)
     assert spark["master"] == "spark://spark-master:7077"
     assert spark["deploy_mode"] == "client"
-    smtp = connection("smtp_alerts")
+    smtp = stored["smtp_alerts"]
     assert (smtp.conn_type, smtp.host, smtp.port, smtp.login) == ("smtp", "mailpit", 1025, None)
     assert smtp.extra_dejson == {
         "from_email": "flight-gold@localhost",
         "disable_tls": True,
         "disable_ssl": True,
     }
-    slack = connection("slack_alerts")
+    slack = stored["slack_alerts"]
     assert (slack.conn_type, slack.password) == ("slackwebhook", None)
 
     # A URL the user typed in the UI survives a restart of the stack...
@@ -421,17 +423,18 @@ def test_init_script_creates_the_connections_the_dags_use(airflow_db, monkeypatc
         }
     )
     assert second.returncode == 0, second.stderr[-3000:]
-    assert connection("slack_alerts").password == "https://hooks.example/typed-in-ui"
+    stored = stored_connections("spark_default", "slack_alerts")
+    assert stored["slack_alerts"].password == "https://hooks.example/typed-in-ui"
     # ...while the stack-owned connections follow .env (here: Spark on Kubernetes, cluster mode;
     # the provider's hook needs the kubernetes client for k8s:// masters, which the official
     # Airflow image has and this venv has not, so the stored connection is checked).
-    stored = connection("spark_default")
-    assert (stored.conn_type, stored.host, stored.port) == (
+    spark = stored["spark_default"]
+    assert (spark.conn_type, spark.host, spark.port) == (
         "spark",
         "k8s://https://kubernetes.default.svc:443",
         None,
     )
-    assert stored.extra_dejson == {"deploy-mode": "cluster"}
+    assert spark.extra_dejson == {"deploy-mode": "cluster"}
 
 
 def _mib(size: str) -> int:
