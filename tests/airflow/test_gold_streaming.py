@@ -18,7 +18,7 @@ from flight_gold.core.config import GoldConfig
 from flight_gold.feed.synthetic import generate
 from flight_gold.feed.writer import append_silver
 from support.expected import assert_gold_equal, expected_gold, read_delta
-from support.jobs import assert_gold_is, committed_batches
+from support.jobs import assert_gold_is, committed_batches, run_job
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "gold_streaming.py"
 GUARD, SENSOR, SUBMIT = "check_not_streaming", "wait_for_silver_ml", "run_gold_streams"
@@ -92,12 +92,18 @@ def job_drivers(config: GoldConfig) -> list[psutil.Process]:
 
 @pytest.mark.slow
 def test_a_crashed_job_is_retried_and_resumes_from_its_checkpoint(env, monkeypatch):
-    # One Silver_ML commit per micro-batch, so that the job is killed with batches still to do.
-    monkeypatch.setenv("GOLD_MAX_FILES_PER_TRIGGER", "1")
     silver = generate(6000, start=START, rate_per_s=10, aircraft=40, anomaly_share=0.08, seed=25)
-    commits = 6
-    for part in range(commits):
-        append_silver(silver.iloc[part * 1000 : (part + 1) * 1000], env)
+    parts = [silver.iloc[k * 1000 : (k + 1) * 1000] for k in range(6)]
+    # A new checkpoint reads Silver_ML's whole snapshot in one batch, which leaves no batch to do
+    # after a kill: a first run reads the first commit, the DAG's run then reads one Silver_ML
+    # commit per micro-batch, five of them, and is killed after the first.
+    append_silver(parts[0], env)
+    first = run_job(env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = {q: committed_batches(env, q) for q in GOLD_TABLES}
+    for part in parts[1:]:
+        append_silver(part, env)
+    monkeypatch.setenv("GOLD_MAX_FILES_PER_TRIGGER", "1")
     dag = load_dag()
     task = dag.get_task(SUBMIT)
     task.retries, task.retry_delay, task.retry_exponential_backoff = 1, timedelta(seconds=1), 0
@@ -107,9 +113,9 @@ def test_a_crashed_job_is_retried_and_resumes_from_its_checkpoint(env, monkeypat
     def kill_the_driver_after_its_first_batch():
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline and not crash:
-            done = {q: committed_batches(env, q) for q in GOLD_TABLES}
+            done = {q: committed_batches(env, q) - before[q] for q in GOLD_TABLES}
             drivers = job_drivers(env)
-            if drivers and all(done.values()):
+            if drivers and all(n > 0 for n in done.values()):
                 for driver in drivers:
                     driver.send_signal(signal.SIGKILL)
                 crash.update(done)
@@ -122,7 +128,7 @@ def test_a_crashed_job_is_retried_and_resumes_from_its_checkpoint(env, monkeypat
     state, tasks, _ = run(dag, {"trigger": "available-now"}, tries)
     watcher.join(timeout=10)
 
-    assert crash and all(0 < n < commits for n in crash.values()), crash
+    assert crash and all(0 < n < len(parts) - 1 for n in crash.values()), crash
     assert (state, tasks) == ("success", {GUARD: "success", SENSOR: "success", SUBMIT: "success"})
     assert tries[SUBMIT] == 2
     assert_gold_is(env, expected_gold(silver))
