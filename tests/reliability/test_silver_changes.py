@@ -7,10 +7,12 @@ processing-time runs."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +21,7 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from flight_gold.lake.schemas import SILVER_ML_ARROW_SCHEMA
-from support.expected import drop_future, expected_gold, streamed_gold
+from support.expected import assert_gold_equal, drop_future, expected_gold, read_delta, streamed_gold
 from support.jobs import (
     START,
     TABLES,
@@ -131,6 +133,17 @@ def read_all(caplog, rows: int, table: str = "flight_phase_counts") -> bool:
     return sum(p["input_rows"] for p in logged(caplog, "gold_progress") if p["query"] == table) >= rows
 
 
+def read_through(config, version: int, table: str = "flight_phase_counts") -> bool:
+    """The query committed a batch that read Silver_ML up to `version` included (its Delta
+    offset points past it). Not from the log: a processing-time run samples its progress lines."""
+    checkpoint = Path(config.paths.checkpoint(table))
+    commits = [int(p.name) for p in (checkpoint / "commits").glob("[0-9]*")]
+    if not commits:
+        return False
+    offset = json.loads((checkpoint / "offsets" / str(max(commits))).read_text().splitlines()[-1])
+    return offset["reservoirVersion"] > version
+
+
 def drained(caplog, rows: pd.DataFrame) -> bool:
     newest = pd.to_datetime(rows["event_timestamp"], utc=True).max()
     lines = logged(caplog, "gold_progress")
@@ -164,30 +177,66 @@ def run_stream_until(stream: Stream, condition, what: str) -> None:
     assert stream.is_alive(), f"the job ended ({stream.code}) while waiting for {what}"
 
 
+def add_squawk(config, frames: list[pd.DataFrame]) -> None:
+    """Upstream adds a column (schema evolution by merge) and writes `frames` with it."""
+    schema = pa.schema([*SILVER_ML_ARROW_SCHEMA, pa.field("squawk", pa.string())])
+    for frame in frames:
+        frame["squawk"] = np.where(np.arange(len(frame)) % 2 == 0, "7000", None)
+        write_deltalake(
+            config.paths.silver_flights_ml,
+            pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False),
+            mode="append",
+            schema_mode="merge",
+        )
+
+
 def test_a_column_added_while_the_stream_runs_restarts_the_queries_and_loses_nothing(spark, tmp_path, caplog):
     config = lakehouse_config(tmp_path / "lakehouse").replace(trigger_interval="2 seconds")
     first = silver_frame(600, START, 600, seed=81)
     append_silver(config, first)
+    extra = [silver_frame(300, START + pd.Timedelta(minutes=10 + 5 * k), 300, seed=82 + k) for k in range(3)]
     with running_stream(spark, config, caplog) as stream:
+        # The first start reads the snapshot in a run of its own; a row of version 1 read means
+        # the main run's queries are running (a change before that is the next test's case).
         run_stream_until(stream, lambda: read_all(caplog, len(first)), "the first rows")
-        # Upstream adds a column (schema evolution by merge), then keeps writing with it.
-        extra = [
-            silver_frame(300, START + pd.Timedelta(minutes=10 + 5 * k), 300, seed=82 + k) for k in range(3)
-        ]
-        schema = pa.schema([*SILVER_ML_ARROW_SCHEMA, pa.field("squawk", pa.string())])
-        for frame in extra:
-            frame["squawk"] = np.where(np.arange(len(frame)) % 2 == 0, "7000", None)
-            write_deltalake(
-                config.paths.silver_flights_ml,
-                pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False),
-                mode="append",
-                schema_mode="merge",
-            )
+        append_silver(config, extra[0])
+        run_stream_until(stream, lambda: read_through(config, 1), "Silver_ML version 1 read")
+        add_squawk(config, extra[1:])
         rows = pd.concat([first, *extra], ignore_index=True)
         run_stream_until(stream, lambda: drained(caplog, rows), "the final watermarks")
-    assert "Silver_ML's schema changed at version 1: restarting the queries" in caplog.messages
+    assert "Silver_ML's schema changed at version 2: restarting the queries" in caplog.messages
     expected = expected_gold(rows)
     assert_gold_is(config, expected)
+
+
+def test_a_column_added_before_the_query_reads_it_restarts_it_too(spark, tmp_path, caplog, monkeypatch):
+    """The column lands after the query's DataFrame was analysed and before its source started
+    (seen at the switch from the first-start run to the main run): Spark's "Invalid batch"
+    assertion, not Delta's error. Made certain here by adding it right after the analysis; one
+    query, so that no other query's source starts in between."""
+    import flight_gold.spark.queries as queries
+
+    table = "flight_phase_counts"
+    config = lakehouse_config(tmp_path / "lakehouse").replace(trigger="available-now", queries=(table,))
+    first = silver_frame(600, START, 600, seed=71)
+    append_silver(config, first)
+    assert run_in_process(spark, config) == 0
+    extra = [silver_frame(300, START + pd.Timedelta(minutes=10 + 5 * k), 300, seed=72 + k) for k in range(2)]
+    analyse = queries.silver_stream
+
+    def analysed_then_changed(spark, config):
+        frame = analyse(spark, config)
+        if "squawk" not in extra[0]:
+            add_squawk(config, extra)
+        return frame
+
+    monkeypatch.setattr(queries, "silver_stream", analysed_then_changed)
+    caplog.set_level(logging.INFO)
+    assert run_in_process(spark, config) == 0
+    assert "Silver_ML's schema changed at version (unknown): restarting the queries" in caplog.messages
+    expected = expected_gold(pd.concat([first, *extra], ignore_index=True))[table]
+    assert len(expected) > 0
+    assert_gold_equal(read_delta(config.paths.gold_table(table)), expected, table)
 
 
 def test_a_delete_on_silver_is_skipped_and_later_rows_still_arrive(spark, tmp_path, caplog):

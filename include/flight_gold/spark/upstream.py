@@ -5,7 +5,10 @@
   the same query on the same checkpoint continues with nothing lost or doubled, and the Gold
   transformations only read their five columns. The run loop (flight_gold.spark.runner) does
   that restart; `schema_change_version` recognises the error, by its text: PySpark gives no
-  error condition for it.
+  error condition for it. When the column lands between the moment a query's DataFrame is
+  analysed and the moment its source starts (seen at the switch from the first-start run to the
+  main run), Spark fails the batch instead with its own "Invalid batch" assertion (the source's
+  columns differ from the plan's): the same restart, which analyses Silver_ML again, fixes it.
 - A commit that removes or rewrites rows (DELETE, UPDATE, MERGE, an overwrite): the source
   skips it (skipChangeCommits, see flight_gold.spark.queries); SkippedCommitLog names each one
   in the job's log, from the commits the micro-batches covered.
@@ -24,6 +27,8 @@ from flight_gold.spark.files import FileAccess
 log = logging.getLogger("flight_gold.spark.upstream")
 
 SCHEMA_CHANGED = "[DELTA_SCHEMA_CHANGED_WITH_VERSION]"
+# MicroBatchExecution's check that a source's batch has the columns of the analysed plan.
+PLAN_SCHEMA_STALE = "assertion failed: Invalid batch: "
 _SCHEMA_VERSION = re.compile(r"schema change in version (\d+)")
 # Silver_ML versions read back per progress event at most: a skipped commit is rare, a backlog
 # of thousands of commits is not.
@@ -34,6 +39,8 @@ def schema_change_version(exc) -> int | None:
     """The Silver_ML version whose schema change stopped a query, -1 when the version is not
     named, None when `exc` is another error."""
     text = str(exc)
+    if PLAN_SCHEMA_STALE in text:
+        return -1
     if SCHEMA_CHANGED not in text:
         return None
     match = _SCHEMA_VERSION.search(text)
