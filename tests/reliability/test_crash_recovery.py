@@ -10,7 +10,6 @@ checkpoint recorded the batch as done: the case Delta's idempotent sink commit i
 from __future__ import annotations
 
 import random
-import re
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from support.jobs import (
     assert_gold_is,
     kill9,
     lakehouse_config,
+    numbered,
     progress,
     silver_frame,
     start_job,
@@ -51,16 +51,8 @@ def overlapping_traffic(seed: int):
     return frame
 
 
-def _numbers(folder: Path, pattern: str = r"^\d+$") -> list[int]:
-    if not folder.exists():
-        return []
-    return sorted(
-        int(re.match(r"\d+", p.name).group()) for p in folder.iterdir() if re.match(pattern, p.name)
-    )
-
-
 def newest_batches(config) -> dict[str, int]:
-    return {t: max(_numbers(Path(config.paths.checkpoint(t)) / "offsets"), default=-1) for t in TABLES}
+    return {t: max(numbered(Path(config.paths.checkpoint(t)) / "offsets"), default=-1) for t in TABLES}
 
 
 def batches_in_flight(config, since: dict[str, int] | None = None) -> list[str]:
@@ -69,7 +61,7 @@ def batches_in_flight(config, since: dict[str, int] | None = None) -> list[str]:
     busy = []
     for table in TABLES:
         checkpoint = Path(config.paths.checkpoint(table))
-        offsets, commits = _numbers(checkpoint / "offsets"), _numbers(checkpoint / "commits")
+        offsets, commits = numbered(checkpoint / "offsets"), numbered(checkpoint / "commits")
         if (
             offsets
             and (not commits or offsets[-1] > commits[-1])
@@ -81,7 +73,7 @@ def batches_in_flight(config, since: dict[str, int] | None = None) -> list[str]:
 
 def gold_versions(config) -> dict[str, int]:
     return {
-        t: max(_numbers(Path(config.paths.gold_table(t)) / "_delta_log", r"^\d{20}\.json$"), default=-1)
+        t: max(numbered(Path(config.paths.gold_table(t)) / "_delta_log", r"^\d{20}\.json$"), default=-1)
         for t in TABLES
     }
 

@@ -30,6 +30,7 @@ from support.jobs import (
     lakehouse_config,
     logged,
     now_utc,
+    numbered,
     run_in_process,
     silver_frame,
     wait_for,
@@ -137,10 +138,10 @@ def read_through(config, version: int, table: str = "flight_phase_counts") -> bo
     """The query committed a batch that read Silver_ML up to `version` included (its Delta
     offset points past it). Not from the log: a processing-time run samples its progress lines."""
     checkpoint = Path(config.paths.checkpoint(table))
-    commits = [int(p.name) for p in (checkpoint / "commits").glob("[0-9]*")]
+    commits = numbered(checkpoint / "commits")
     if not commits:
         return False
-    offset = json.loads((checkpoint / "offsets" / str(max(commits))).read_text().splitlines()[-1])
+    offset = json.loads((checkpoint / "offsets" / str(commits[-1])).read_text().splitlines()[-1])
     return offset["reservoirVersion"] > version
 
 

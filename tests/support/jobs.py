@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -269,11 +270,21 @@ def kill9_processes(processes: list) -> list[int]:
     return [p.pid for p in processes]
 
 
+def numbered(folder: str | Path, pattern: str = r"^\d+$") -> list[int]:
+    """The numbers leading the names in `folder` that match `pattern` (a checkpoint's offsets/
+    or commits/, a _delta_log), sorted; [] when the folder is missing. Read while a job runs: its
+    start removes the folders a killed first batch left, so the folder can go at any moment."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    return sorted(int(re.match(r"\d+", name).group()) for name in names if re.match(pattern, name))
+
+
 def committed_batches(config: GoldConfig, query: str) -> int:
     """Batches committed by a query's checkpoint."""
-    folder = Path(config.paths.checkpoint(query)) / "commits"
-    ids = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
-    return max(ids) + 1 if ids else 0
+    ids = numbered(Path(config.paths.checkpoint(query)) / "commits")
+    return ids[-1] + 1 if ids else 0
 
 
 def progress_lines(log_lines: list[str]) -> list[dict]:
