@@ -118,12 +118,35 @@ def _fresh(root: Path) -> GoldConfig:
     return GoldConfig.from_env({}, lakehouse_root=str(root))
 
 
+def _save(root: Path, saved: Path) -> None:
+    """Keeps what the base run left beside Silver_ML (checkpoints, Gold tables, metrics)."""
+    shutil.rmtree(saved, ignore_errors=True)
+    saved.mkdir()
+    for entry in root.iterdir():
+        if entry.name != "silver" and entry.is_dir():
+            shutil.copytree(entry, saved / entry.name, symlinks=True)
+
+
 def _restore(root: Path, saved: Path) -> None:
-    """Puts back the checkpoints and Gold tables as the base run left them (Silver_ML stays)."""
-    for name in ("gold", "checkpoints"):
-        shutil.rmtree(root / name, ignore_errors=True)
-        if (saved / name).exists():
-            shutil.copytree(saved / name, root / name, symlinks=True)
+    """Puts back everything the base run left beside Silver_ML (checkpoints, Gold tables, metrics)
+    as it left it, so that every restart resumes at the base run's Silver_ML version."""
+    for entry in saved.iterdir():
+        shutil.rmtree(root / entry.name, ignore_errors=True)
+        shutil.copytree(entry, root / entry.name, symlinks=True)
+
+
+def resume_version(config: GoldConfig) -> int:
+    """The Silver_ML version the checkpoints resume after (the oldest of the queries')."""
+    from flight_gold.spark.files import LocalFiles
+    from flight_gold.spark.guards import latest_source_offset
+
+    versions = []
+    for query in config.queries:
+        offset = latest_source_offset(LocalFiles(), config.paths.checkpoint(query))
+        if offset is None:
+            raise RuntimeError(f"checkpoint {config.paths.checkpoint(query)} has no batch to resume from")
+        versions.append(offset["reservoirVersion"] - 1)
+    return min(versions)
 
 
 def scenarios(work: Path, checkpoints: bool, master: str, backlogs=BACKLOGS) -> dict:
@@ -136,11 +159,7 @@ def scenarios(work: Path, checkpoints: bool, master: str, backlogs=BACKLOGS) -> 
     # The checkpoint resumes at the end of the first commits.
     run_job(root, root / "base.log", master, until_first_gold=False)
     saved = work / "saved"
-    shutil.rmtree(saved, ignore_errors=True)
-    saved.mkdir()
-    for name in os.listdir(root):
-        if name not in ("silver",) and not name.endswith(".log"):
-            shutil.copytree(root / name, saved / name, symlinks=True)
+    _save(root, saved)
     out: dict = {"restart": {}}
     added = 0
     for n in backlogs:
@@ -149,8 +168,11 @@ def scenarios(work: Path, checkpoints: bool, master: str, backlogs=BACKLOGS) -> 
         build_s = time.monotonic() - began
         added = n
         _restore(root, saved)
+        since = silver.version - resume_version(config)
+        if since != n:
+            raise RuntimeError(f"the restored checkpoints resume {since} commits back, not {n}")
         result = run_job(root, root / f"restart-{n}.log", master, until_first_gold=True)
-        result.update(commits_since_checkpoint=n, fixture_build_s=round(build_s, 1))
+        result.update(commits_since_checkpoint=since, fixture_build_s=round(build_s, 1))
         _log(f"restart after {n} commits (Silver checkpoints {checkpoints}): {result}")
         out["restart"][str(n)] = result
     for name in os.listdir(root):

@@ -1,0 +1,55 @@
+"""The restart benchmark's reset between two restarts (bench/restart.py): every restart must
+resume where the base run stopped, or its backlog is not the one it reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.restart import _restore, _save, resume_version
+from flight_gold.core.config import GoldConfig
+
+
+def offset(checkpoint: Path, batch: int, version: int) -> None:
+    (checkpoint / "offsets").mkdir(parents=True, exist_ok=True)
+    source = {"sourceVersion": 1, "reservoirId": "t", "reservoirVersion": version, "index": -1}
+    (checkpoint / "offsets" / str(batch)).write_text(f'v1\n{{"batchWatermarkMs":0}}\n{json.dumps(source)}\n')
+
+
+def test_every_restart_resumes_at_the_base_runs_version(tmp_path):
+    root = tmp_path / "root"
+    config = GoldConfig.from_env({}, lakehouse_root=str(root))
+    silver = Path(config.paths.silver_flights_ml)
+    (silver / "_delta_log").mkdir(parents=True)
+    for name in config.queries:
+        offset(Path(config.paths.checkpoint(name)), 1, 60)  # the base run read versions 0-59
+        Path(config.paths.gold_table(name), "_delta_log").mkdir(parents=True)
+    (root / "base.log").write_text("the base run's log\n")
+    _save(root, tmp_path / "saved")
+    assert resume_version(config) == 59
+
+    # A restart runs on: its checkpoints move on, its Gold tables grow, Silver_ML grows.
+    for name in config.queries:
+        offset(Path(config.paths.checkpoint(name)), 2, 1060)
+        Path(config.paths.gold_table(name), "part-1.parquet").write_bytes(b"rows")
+    (silver / "_delta_log" / "00000000000000001060.json").write_text("{}\n")
+    assert resume_version(config) == 1059
+
+    _restore(root, tmp_path / "saved")
+    assert resume_version(config) == 59
+    for name in config.queries:
+        assert sorted(p.name for p in Path(config.paths.checkpoint(name), "offsets").iterdir()) == ["1"]
+        assert not Path(config.paths.gold_table(name), "part-1.parquet").exists()
+    # Silver_ML is the one thing the restarts share.
+    assert (silver / "_delta_log" / "00000000000000001060.json").exists()
+
+
+def test_a_checkpoint_without_a_batch_is_an_error_not_a_backlog(tmp_path):
+    config = GoldConfig.from_env({}, lakehouse_root=str(tmp_path / "root"))
+    first, *others = config.queries
+    for name in others:
+        offset(Path(config.paths.checkpoint(name)), 1, 60)
+    with pytest.raises(RuntimeError, match=f"checkpoint .*{first} has no batch to resume from"):
+        resume_version(config)
