@@ -74,6 +74,24 @@ def test_batches_with_rows_commit_once_each_and_empty_batches_not_at_all(spark, 
     assert got == [("CLIMB", 2), ("CRUISE", 3), ("DESCENT", 5)]
 
 
+def test_appends_keep_statistics_of_the_window_columns_only(spark, table):
+    writer = GoldTableWriter(table)
+    writer.bind(SimpleNamespace(id=str(uuid.uuid4())))
+    writer(rows(spark, ("CRUISE", 3), ("CLIMB", 2)), 0)
+    adds = [
+        json.loads(line)["add"]
+        for commit in sorted((Path(table) / "_delta_log").glob("[0-9]" * 20 + ".json"))
+        for line in commit.read_text().splitlines()
+        if '"add"' in line
+    ]
+    stats = [json.loads(add["stats"]) for add in adds]
+    assert sum(s["numRecords"] for s in stats) == 2
+    for s in stats:
+        assert set(s["minValues"]) == set(s["maxValues"]) == {"window_start", "window_end"}
+    assert min(s["minValues"]["window_start"] for s in stats).startswith("2024-05-01T10:00:00")
+    assert max(s["maxValues"]["window_end"] for s in stats).startswith("2024-05-01T10:02:00")
+
+
 def test_a_writer_never_bound_to_its_query_fails_clearly(spark, table, monkeypatch):
     writer = GoldTableWriter(table)
     monkeypatch.setattr(writer._bound, "wait", lambda timeout: False)

@@ -19,9 +19,17 @@ from flight_gold.spark.schemas import GOLD_SCHEMAS
 log = logging.getLogger("flight_gold.spark.sink")
 
 
+# Readers of a Gold table select windows by time (the dashboard's and the alerts' recent
+# windows), so Delta keeps per-file statistics of those two columns only: statistics of every
+# column make each append's write job a wider aggregation (measured on tiny appends: ~30 ms of a
+# ~190 ms append in a warm JVM, ~100 ms in a new one), paid in the batches that write Gold.
+GOLD_STATS_COLUMNS = ("window_start", "window_end")
+
+
 def ensure_gold_table(spark: SparkSession, config: GoldConfig, name: str) -> None:
     """Creates the Gold table with its contract schema if it is not there, so that readers
-    (dashboard, alerts) find an empty table rather than nothing before the first window closes."""
+    (dashboard, alerts) find an empty table rather than nothing before the first window closes.
+    A table that exists is left as it is (its statistics columns too)."""
     from delta.tables import DeltaTable
 
     path = config.paths.gold_table(name)
@@ -31,7 +39,13 @@ def ensure_gold_table(spark: SparkSession, config: GoldConfig, name: str) -> Non
             "commit; creating the table",
             path,
         )
-    (DeltaTable.createIfNotExists(spark).location(path).addColumns(GOLD_SCHEMAS[name]).execute())
+    (
+        DeltaTable.createIfNotExists(spark)
+        .location(path)
+        .addColumns(GOLD_SCHEMAS[name])
+        .property("delta.dataSkippingStatsColumns", ",".join(GOLD_STATS_COLUMNS))
+        .execute()
+    )
 
 
 class GoldTableWriter:
