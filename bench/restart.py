@@ -118,13 +118,17 @@ def _fresh(root: Path) -> GoldConfig:
     return GoldConfig.from_env({}, lakehouse_root=str(root))
 
 
+def _beside_silver(root: Path) -> list[Path]:
+    """The folders a run writes beside Silver_ML (checkpoints, Gold tables, metrics), not its logs."""
+    return [entry for entry in root.iterdir() if entry.is_dir() and entry.name != "silver"]
+
+
 def _save(root: Path, saved: Path) -> None:
     """Keeps what the base run left beside Silver_ML (checkpoints, Gold tables, metrics)."""
     shutil.rmtree(saved, ignore_errors=True)
     saved.mkdir()
-    for entry in root.iterdir():
-        if entry.name != "silver" and entry.is_dir():
-            shutil.copytree(entry, saved / entry.name, symlinks=True)
+    for entry in _beside_silver(root):
+        shutil.copytree(entry, saved / entry.name, symlinks=True)
 
 
 def _restore(root: Path, saved: Path) -> None:
@@ -138,15 +142,12 @@ def _restore(root: Path, saved: Path) -> None:
 def resume_version(config: GoldConfig) -> int:
     """The Silver_ML version the checkpoints resume after (the oldest of the queries')."""
     from flight_gold.spark.files import LocalFiles
-    from flight_gold.spark.guards import latest_source_offset
+    from flight_gold.spark.preflight import resume_version as replayed_from
 
-    versions = []
-    for query in config.queries:
-        offset = latest_source_offset(LocalFiles(), config.paths.checkpoint(query))
-        if offset is None:
-            raise RuntimeError(f"checkpoint {config.paths.checkpoint(query)} has no batch to resume from")
-        versions.append(offset["reservoirVersion"] - 1)
-    return min(versions)
+    version = replayed_from(LocalFiles(), config)
+    if version is None:
+        raise RuntimeError(f"no checkpoint of {', '.join(config.queries)} has a batch to resume from")
+    return version - 1
 
 
 def scenarios(work: Path, checkpoints: bool, master: str, backlogs=BACKLOGS) -> dict:
@@ -175,9 +176,8 @@ def scenarios(work: Path, checkpoints: bool, master: str, backlogs=BACKLOGS) -> 
         result.update(commits_since_checkpoint=since, fixture_build_s=round(build_s, 1))
         _log(f"restart after {n} commits (Silver checkpoints {checkpoints}): {result}")
         out["restart"][str(n)] = result
-    for name in os.listdir(root):
-        if name != "silver" and not name.endswith(".log"):
-            shutil.rmtree(root / name)
+    for entry in _beside_silver(root):
+        shutil.rmtree(entry)
     result = run_job(root, root / "first.log", master, until_first_gold=True)
     result.update(silver_commits=silver.version + 1)
     _log(f"first start on {silver.version + 1} commits (Silver checkpoints {checkpoints}): {result}")

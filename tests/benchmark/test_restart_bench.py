@@ -46,10 +46,18 @@ def test_every_restart_resumes_at_the_base_runs_version(tmp_path):
     assert (silver / "_delta_log" / "00000000000000001060.json").exists()
 
 
-def test_a_checkpoint_without_a_batch_is_an_error_not_a_backlog(tmp_path):
+def test_checkpoints_without_a_batch_are_an_error_not_a_backlog(tmp_path):
+    config = GoldConfig.from_env({}, lakehouse_root=str(tmp_path / "root"))
+    for name in config.queries:
+        (Path(config.paths.checkpoint(name)) / "offsets").mkdir(parents=True)
+    with pytest.raises(RuntimeError, match="has a batch to resume from"):
+        resume_version(config)
+
+
+def test_the_restart_resumes_after_the_oldest_querys_version(tmp_path):
     config = GoldConfig.from_env({}, lakehouse_root=str(tmp_path / "root"))
     first, *others = config.queries
+    offset(Path(config.paths.checkpoint(first)), 3, 1_000)
     for name in others:
         offset(Path(config.paths.checkpoint(name)), 1, 60)
-    with pytest.raises(RuntimeError, match=f"checkpoint .*{first} has no batch to resume from"):
-        resume_version(config)
+    assert resume_version(config) == 59

@@ -91,6 +91,7 @@ def test_local_only_settings_stay_off_object_stores(tmp_path):
     s3 = spark_conf(GoldConfig.from_env({"S3_ENDPOINT": "http://127.0.0.1:9000"}, lakehouse_root="s3a://b/l"))
     assert local["spark.hadoop.fs.file.impl"] == "org.apache.hadoop.fs.RawLocalFileSystem"
     assert "spark.hadoop.fs.file.impl" not in s3
+    assert "spark.sql.files.openCostInBytes" in local and "spark.sql.files.openCostInBytes" not in s3
     assert "hadoop-aws" in s3["spark.jars.packages"] and "hadoop-aws" not in local["spark.jars.packages"]
     assert s3["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9000"
     assert not any("secret" in key.lower() for key in s3)

@@ -26,16 +26,23 @@ def rows(spark, *phases_and_counts):
     return spark.createDataFrame(data, GOLD_SCHEMAS[TABLE])
 
 
+def log_actions(path: str) -> list[dict]:
+    """Every action of the table's JSON commits, in commit order."""
+    return [
+        json.loads(line)
+        for commit in sorted((Path(path) / "_delta_log").glob("[0-9]" * 20 + ".json"))
+        for line in commit.read_text().splitlines()
+    ]
+
+
 def txns(path: str) -> list[tuple[str, int]]:
     """(query id, batch id) of every commit's mark (commitInfo.userMetadata), in commit order."""
     marks = []
-    for commit in sorted((Path(path) / "_delta_log").glob("[0-9]" * 20 + ".json")):
-        for line in commit.read_text().splitlines():
-            action = json.loads(line)
-            if "commitInfo" in action and action["commitInfo"].get("userMetadata"):
-                meta = json.loads(action["commitInfo"]["userMetadata"])
-                marks.append((meta["gold_query_id"], meta["gold_batch_id"]))
-            assert "txn" not in action  # no Delta txn check: it rebuilds the table's state
+    for action in log_actions(path):
+        if "commitInfo" in action and action["commitInfo"].get("userMetadata"):
+            meta = json.loads(action["commitInfo"]["userMetadata"])
+            marks.append((meta["gold_query_id"], meta["gold_batch_id"]))
+        assert "txn" not in action  # no Delta txn check: it rebuilds the table's state
     return marks
 
 
@@ -78,12 +85,7 @@ def test_appends_keep_statistics_of_the_window_columns_only(spark, table):
     writer = GoldTableWriter(table)
     writer.bind(SimpleNamespace(id=str(uuid.uuid4())))
     writer(rows(spark, ("CRUISE", 3), ("CLIMB", 2)), 0)
-    adds = [
-        json.loads(line)["add"]
-        for commit in sorted((Path(table) / "_delta_log").glob("[0-9]" * 20 + ".json"))
-        for line in commit.read_text().splitlines()
-        if '"add"' in line
-    ]
+    adds = [action["add"] for action in log_actions(table) if "add" in action]
     stats = [json.loads(add["stats"]) for add in adds]
     assert sum(s["numRecords"] for s in stats) == 2
     for s in stats:
@@ -121,13 +123,7 @@ def test_a_log_with_files_is_never_removed(spark, lakehouse):
 
 
 def operations(path: str) -> list[str]:
-    ops = []
-    for commit in sorted((Path(path) / "_delta_log").glob("[0-9]" * 20 + ".json")):
-        for line in commit.read_text().splitlines():
-            action = json.loads(line)
-            if "commitInfo" in action:
-                ops.append(action["commitInfo"]["operation"])
-    return ops
+    return [action["commitInfo"]["operation"] for action in log_actions(path) if "commitInfo" in action]
 
 
 def test_the_writer_compacts_its_table_when_due_and_only_then(spark, table, caplog):

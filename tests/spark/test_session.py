@@ -59,3 +59,12 @@ def test_under_spark_submit_the_local_settings_follow_its_master(tmp_path):
     # no cluster core cap does.
     assert said["SNAPSHOT_PARTITIONS"] == "1"
     assert said["CORES_MAX"] == "unset"
+
+
+def test_a_batch_of_small_local_files_is_read_in_one_task_per_core(spark, tmp_path):
+    # Silver_ML as the feed writes it: one small file per commit. With Spark's default open
+    # cost (4 MB a file) these 100 files would be planned as 4 tasks of 25-32 files.
+    path = str(tmp_path / "small_files")
+    spark.range(0, 100, 1, numPartitions=100).write.parquet(path)
+    assert len(list(Path(path).glob("*.parquet"))) == 100
+    assert spark.read.parquet(path).rdd.getNumPartitions() == spark.sparkContext.defaultParallelism == 2

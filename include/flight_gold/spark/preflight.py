@@ -58,7 +58,7 @@ def check_silver(spark: SparkSession, config: GoldConfig) -> None:
         validate_delta_log(
             files,
             local_path,
-            from_version=_resume_version(HadoopFiles(spark), config),
+            from_version=resume_version(HadoopFiles(spark), config),
             replay_span=config.max_files_per_trigger or DELTA_FILES_PER_BATCH,
         )
     except (DeltaLogError, GuardError) as exc:
@@ -79,8 +79,9 @@ def check_silver(spark: SparkSession, config: GoldConfig) -> None:
         raise SilverNotReadyError(str(exc)) from None
 
 
-def _resume_version(files: HadoopFiles, config: GoldConfig) -> int | None:
-    """The oldest Silver_ML version a query resumes from (its commits are replayed), if any."""
+def resume_version(files: FileAccess, config: GoldConfig) -> int | None:
+    """The oldest Silver_ML version a query resumes from (its commits are replayed), None when no
+    query's checkpoint has a batch."""
     versions = []
     for name in config.queries:
         offset = latest_source_offset(files, config.paths.checkpoint(name))

@@ -54,6 +54,11 @@ def packages(config: GoldConfig) -> list[str]:
     return pkgs
 
 
+# What opening a file on a local root costs, in bytes of reading, for Spark's split planning
+# (spark.sql.files.openCostInBytes; Spark's default of 4 MB suits HDFS and object stores).
+LOCAL_FILE_OPEN_COST_BYTES = 16 * 1024
+
+
 # Which job a Spark application runs: its core cap on a spark:// master differs.
 STREAM, MAINTENANCE = "stream", "maintenance"
 
@@ -120,6 +125,13 @@ def spark_conf(config: GoldConfig, master: str | None = None, role: str = STREAM
         conf["spark.sql.streaming.checkpointFileManagerClass"] = (
             "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
         )
+        # Silver_ML is one small file per commit, and a catch-up batch reads 1,000 of them. Spark
+        # counts each file as 4 MB more to read (the cost of opening one on HDFS or S3), so a
+        # batch became ~30 tasks of ~30 files; opening a local file costs next to nothing, and
+        # with this the batch is one task per core. Measured: restart after 20,000 commits
+        # 29.2 -> 26.6 s to the first Gold commit (mean of three), 10M-row catch-up 258,799 ->
+        # 278,606 rows/s (docs/performance.md). Object stores keep Spark's default.
+        conf["spark.sql.files.openCostInBytes"] = str(LOCAL_FILE_OPEN_COST_BYTES)
     else:
         conf.update(
             {
