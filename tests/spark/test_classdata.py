@@ -1,0 +1,86 @@
+"""The driver JVM's class archive (flight_gold.spark.classdata): made once for a Java runtime and
+Spark's jars, used by every later driver started through the project's settings, ignored when
+it does not fit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flight_gold.core.config import GoldConfig
+from flight_gold.spark import classdata
+from flight_gold.spark.session import spark_conf
+
+# A driver started with the project's settings, logging where each class came from.
+SCRIPT = """
+from flight_gold.core.config import GoldConfig
+from flight_gold.spark.session import build_spark_session
+
+spark = build_spark_session(GoldConfig.from_env(), "flight-gold-class-archive-test")
+spark.range(3).count()
+spark.stop()
+"""
+
+
+def test_the_driver_options_name_the_archive_only_when_it_is_there(tmp_path, monkeypatch):
+    config = GoldConfig.from_env({"GOLD_JARS_CACHE": str(tmp_path / "ivy")}, lakehouse_root=str(tmp_path))
+    monkeypatch.delenv(classdata.DUMP_ENV, raising=False)
+    assert spark_conf(config)["spark.driver.defaultJavaOptions"] == "-Xss16m"
+    path = classdata.archive_path(config)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"archive")
+    assert spark_conf(config)["spark.driver.defaultJavaOptions"] == (
+        f"-Xss16m -XX:SharedArchiveFile={path} {classdata.QUIET}"
+    )
+    # The build's training run writes a new one instead.
+    monkeypatch.setenv(classdata.DUMP_ENV, str(tmp_path / "new.jsa"))
+    options = spark_conf(config)["spark.driver.defaultJavaOptions"]
+    assert f"-XX:ArchiveClassesAtExit={tmp_path / 'new.jsa'}" in options
+
+
+def test_another_set_of_spark_jars_or_another_java_gets_another_archive(tmp_path, monkeypatch):
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    (jars / "spark-core.jar").write_bytes(b"1")
+    monkeypatch.setattr(classdata, "spark_jars", lambda: jars)
+    before = classdata.archive_key()
+    (jars / "spark-core.jar").write_bytes(b"12")  # an upgrade in place
+    assert classdata.archive_key() != before
+    java = tmp_path / "jdk" / "bin" / "java"
+    java.parent.mkdir(parents=True)
+    java.write_text("#!/bin/sh\n")
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk"))
+    assert classdata.java_binary() == java.resolve()
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "none"))  # a JAVA_HOME without java: PATH's
+    assert classdata.java_binary() != java.resolve()
+
+
+def test_pyspark_keeps_the_driver_process_where_end_jvm_reads_it(spark):
+    # end_jvm() waits on it for the archive to be written: fails here if PySpark moves it.
+    from pyspark import SparkContext
+
+    proc = SparkContext._gateway.proc
+    assert isinstance(proc, subprocess.Popen) and proc.poll() is None
+
+
+@pytest.mark.e2e
+def test_a_driver_started_with_the_projects_settings_loads_its_classes_from_the_archive(tmp_path):
+    config = GoldConfig.from_env()
+    # make jars (the test command's prerequisite) has made it; made here if not (~1 minute).
+    path = classdata.build_archive(config)
+    assert path is not None and path.is_file()
+    script = tmp_path / "driver.py"
+    script.write_text(SCRIPT)
+    log = tmp_path / "classes.log"
+    # The driver's own JVM (the launcher's JVM writes the file first, the driver then replaces it).
+    env = {**os.environ, "JDK_JAVA_OPTIONS": f"-Xlog:class+load=info:file={log}"}
+    run = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = Path(log).read_text().splitlines()
+    from_archive = [line for line in lines if "source: shared objects file (top)" in line]
+    assert any("org.apache.spark.sql.SparkSession " in line for line in from_archive)
+    assert len(from_archive) > 5_000, f"{len(from_archive)} of {len(lines)} classes from the archive"
