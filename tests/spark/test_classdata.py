@@ -36,6 +36,11 @@ def test_the_driver_options_name_the_archive_only_when_it_is_there(tmp_path, mon
     assert spark_conf(config)["spark.driver.defaultJavaOptions"] == (
         f"-Xss16m -XX:SharedArchiveFile={path} {classdata.QUIET}"
     )
+    # Spark splits Java options at spaces: no archive rather than a broken command line.
+    spaced = GoldConfig.from_env({"GOLD_JARS_CACHE": str(tmp_path / "my ivy")}, lakehouse_root=str(tmp_path))
+    classdata.archive_path(spaced).parent.mkdir(parents=True)
+    classdata.archive_path(spaced).write_bytes(b"archive")
+    assert spark_conf(spaced)["spark.driver.defaultJavaOptions"] == "-Xss16m"
     # The build's training run writes a new one instead.
     monkeypatch.setenv(classdata.DUMP_ENV, str(tmp_path / "new.jsa"))
     options = spark_conf(config)["spark.driver.defaultJavaOptions"]

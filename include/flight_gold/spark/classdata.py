@@ -10,8 +10,8 @@ of the Java runtime and of Spark's jars, so an upgrade of either finds no archiv
 before) instead of a stale one. A JVM that cannot use an archive ignores it (-Xshare:auto, the
 default): the archive only ever makes a start faster.
 
-Measured (docs/performance.md): the Spark session 5.7-6.3 -> 4.0-4.3 s, and the restart after
-20,000 Silver_ML commits to its first Gold commit ~3 s sooner.
+Measured (docs/performance.md, "Start and restart time"): the Spark session 5.7-6.3 -> 4.0-4.3 s,
+and the restart after 20,000 Silver_ML commits to its first Gold commit ~3 s sooner.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def java_options(config: GoldConfig) -> str:
     if dump:
         return f"-XX:ArchiveClassesAtExit={dump} {QUIET}"
     path = archive_path(config)
-    if path is None or not path.is_file():
+    # Spark splits Java options at spaces: a path with one would break the driver's command line.
+    if path is None or not path.is_file() or any(c.isspace() for c in str(path)):
         return ""
     return f"-XX:SharedArchiveFile={path} {QUIET}"
 

@@ -99,6 +99,9 @@ class GoldTableWriter:
             return
         (
             spark.createDataFrame(windows, schema=batch.schema)
+            # createDataFrame slices Arrow data into one partition per core: without this a
+            # batch's few windows were one file per core, twice the tasks and Gold files.
+            .coalesce(1)
             .write.format("delta")
             .mode("append")
             .option("userMetadata", user_metadata(self._query_id, batch_id))
