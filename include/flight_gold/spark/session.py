@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 
 from flight_gold.core.config import GoldConfig
 from flight_gold.spark.classdata import build_archive, java_options
@@ -267,8 +268,13 @@ def _main() -> None:
         from flight_gold.core.logs import configure_logging
 
         configure_logging()
-        path = build_archive(GoldConfig.from_env())
-        print(f"class archive: {path or 'none (no java)'}")
+        try:
+            path = build_archive(GoldConfig.from_env())
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            # An optimisation only: the setup goes on, and the jobs start as they did without one.
+            log.warning("no class archive made, the jobs start without one: %s", exc)
+            path = None
+        print(f"class archive: {path or 'none'}")
 
 
 if __name__ == "__main__":
