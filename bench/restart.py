@@ -19,12 +19,14 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from datetime import UTC
 from pathlib import Path
 
 from bench.silverlog import SilverLog
 from flight_gold.core.config import GoldConfig
+from flight_gold.spark.progress import PROGRESS_PREFIX
+from flight_gold.spark.progress import log as progress_log
 
 REPO = Path(__file__).resolve().parents[1]
 JOB = REPO / "jobs" / "streaming_gold.py"
@@ -51,7 +53,9 @@ def gold_writes(table: Path) -> list[tuple[int, int]]:
 
 def run_job(root: Path, log_path: Path, master: str, until_first_gold: bool, timeout: float = 900) -> dict:
     """Starts the job; available-now to its end, or processing-time until a new Gold commit (then
-    SIGTERM). Returns the start time and the first new Gold commit's time."""
+    SIGTERM). Returns the start time, the first new Gold commit's time and where the time went
+    (`phases`). Every line of the job's log is written to `log_path` stamped with the seconds
+    since the start at which it arrived: the restart's timeline."""
     trigger = ["--trigger", "processing-time", "--trigger-interval", "1 second"]
     if not until_first_gold:
         trigger = ["--trigger", "available-now"]
@@ -59,58 +63,83 @@ def run_job(root: Path, log_path: Path, master: str, until_first_gold: bool, tim
     before = {v for v, _ in gold_writes(table)} if table.exists() else set()
     cmd = [sys.executable, str(JOB), "--lakehouse-root", str(root), "--master", master, *trigger]
     load = os.getloadavg()
-    with open(log_path, "wb") as err:
+    with open(log_path, "w") as log:
         started = time.time()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
-    try:
-        deadline = time.monotonic() + timeout
-        first = None
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-            if until_first_gold and table.exists():
-                new = [(v, ts) for v, ts in gold_writes(table) if v not in before]
-                if new:
-                    first = new[0]
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
+        stamper = threading.Thread(target=_stamp_lines, args=(proc.stderr, log, started), daemon=True)
+        stamper.start()
+        try:
+            deadline = time.monotonic() + timeout
+            first = None
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
                     break
-            time.sleep(0.2)
-        else:
-            raise RuntimeError(f"job did not finish/commit within {timeout:.0f} s; log {log_path}")
-        if until_first_gold and first is None:
-            raise RuntimeError(f"job ended (rc {proc.returncode}) before a Gold commit; log {log_path}")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 15)
-            try:
-                proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait(timeout=60)
+                if until_first_gold and table.exists():
+                    new = [(v, ts) for v, ts in gold_writes(table) if v not in before]
+                    if new:
+                        first = new[0]
+                        break
+                time.sleep(0.2)
+            else:
+                raise RuntimeError(f"job did not finish/commit within {timeout:.0f} s; log {log_path}")
+            if until_first_gold and first is None:
+                raise RuntimeError(f"job ended (rc {proc.returncode}) before a Gold commit; log {log_path}")
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 15)
+                try:
+                    proc.wait(timeout=120)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, 9)
+                    proc.wait(timeout=60)
+            stamper.join(timeout=30)
     if not until_first_gold and proc.returncode != 0:
         raise RuntimeError(f"job failed (rc {proc.returncode}); log {log_path}")
-    out = {"load_average": load, "load_average_end": os.getloadavg(), **phases(log_path, started)}
+    out = {"load_average": load, "load_average_end": os.getloadavg()}
     if first is not None:
         out["seconds"] = round(first[1] / 1000 - started, 2)
         out["gold_version"] = first[0]
+    out.update(phases(log_path))
     return out
 
 
-def phases(log_path: Path, started: float) -> dict:
-    """Seconds from the process start to the session's first log line (JVM start, jars) and to
-    the last query's start (the checks before the first batch), from the job's log (1 s
-    resolution): what is left of `seconds` is the stream's own first batches."""
-    from datetime import datetime
+def _stamp_lines(stream, log, started: float) -> None:
+    for raw in stream:
+        log.write(f"{time.time() - started:9.3f} {raw.decode(errors='replace')}")
+    log.flush()
 
-    out = {}
+
+def phases(log_path: Path) -> dict:
+    """Where a start's time went, from its stamped log (`run_job`): seconds from the process
+    start to the Spark session (JVM start, jars: `session_s`) and to the last query's start (the
+    checks before the first batch: `queries_started_s`), and every micro-batch that ended before
+    the first Gold commit (`batches`: query, batch id, rows read, duration, when it was logged).
+    What is left of `seconds` after `queries_started_s` is those batches."""
+    out: dict = {"batches": []}
+    marker = f"{progress_log.name}: {PROGRESS_PREFIX} "
     for line in log_path.read_text(errors="replace").splitlines():
-        stamp = line[:20]
-        if not (stamp[:2] == "20" and stamp.endswith("Z")):
+        stamp, _, text = line.lstrip().partition(" ")
+        try:
+            at = float(stamp)
+        except ValueError:
             continue
-        at = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp() - started
-        if "flight_gold.spark.session:" in line and "session_s" not in out:
-            out["session_s"] = round(at, 1)
-        elif "flight_gold.spark.queries: started query" in line:
-            out["queries_started_s"] = round(at, 1)
+        if "flight_gold.spark.session:" in text and "session_s" not in out:
+            out["session_s"] = round(at, 2)
+        elif "flight_gold.spark.queries: started query" in text:
+            out["queries_started_s"] = round(at, 2)
+        elif marker in text:
+            batch = json.loads(text.split(marker, 1)[1])
+            out["batches"].append(
+                {
+                    "query": batch["query"],
+                    "batch_id": batch["batch_id"],
+                    "input_rows": batch["input_rows"],
+                    "duration_ms": batch["batch_duration_ms"],
+                    "logged_s": round(at, 2),
+                }
+            )
     return out
 
 

@@ -1,5 +1,6 @@
-"""The restart benchmark's reset between two restarts (bench/restart.py): every restart must
-resume where the base run stopped, or its backlog is not the one it reports."""
+"""The restart benchmark (bench/restart.py): its reset between two restarts (every restart must
+resume where the base run stopped, or its backlog is not the one it reports), and the timeline
+it reads from a restart's log."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.restart import _restore, _save, resume_version
+from bench.restart import _restore, _save, phases, resume_version
 from flight_gold.core.config import GoldConfig
 
 
@@ -61,3 +62,29 @@ def test_the_restart_resumes_after_the_oldest_querys_version(tmp_path):
     for name in others:
         offset(Path(config.paths.checkpoint(name)), 1, 60)
     assert resume_version(config) == 59
+
+
+def test_a_restarts_timeline_is_read_from_its_stamped_log(tmp_path):
+    progress = {"query": "flight_phase_counts", "batch_id": 7, "input_rows": 3000, "batch_duration_ms": 4210}
+    log = tmp_path / "restart.log"
+    log.write_text(
+        "    0.412 WARNING: Using incubator modules: jdk.incubator.vector\n"
+        "    3.250 2026-12-01T11:40:21Z INFO flight_gold.spark.session: Spark 4.2.0 session flight-gold\n"
+        "    9.870 2026-12-01T11:40:25Z INFO flight_gold.spark.queries: started query flight_phase_counts\n"
+        "   10.220 2026-12-01T11:40:26Z INFO flight_gold.spark.queries: started query anomaly_alerts\n"
+        f"   14.500 2026-12-01T11:40:30Z INFO flight_gold.streaming: gold_progress {json.dumps(progress)}\n"
+        "   14.600 26/12/01 11:40:30 WARN MicroBatchExecution: a line of Spark's own\n"
+    )
+    assert phases(log) == {
+        "session_s": 3.25,
+        "queries_started_s": 10.22,
+        "batches": [
+            {
+                "query": "flight_phase_counts",
+                "batch_id": 7,
+                "input_rows": 3000,
+                "duration_ms": 4210,
+                "logged_s": 14.5,
+            }
+        ],
+    }

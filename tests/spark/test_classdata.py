@@ -4,9 +4,7 @@ it does not fit."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,16 +12,16 @@ import pytest
 from flight_gold.core.config import GoldConfig
 from flight_gold.spark import classdata
 from flight_gold.spark.session import spark_conf
+from support.drivers import run_driver
 
-# A driver started with the project's settings, logging where each class came from.
-SCRIPT = """
-from flight_gold.core.config import GoldConfig
-from flight_gold.spark.session import build_spark_session
 
-spark = build_spark_session(GoldConfig.from_env(), "flight-gold-class-archive-test")
-spark.range(3).count()
-spark.stop()
-"""
+@pytest.fixture(autouse=True)
+def key_of_this_process():
+    # archive_key() is cached per process; a test that fakes the jars or Java must not leave
+    # its key to the tests after it.
+    classdata.archive_key.cache_clear()
+    yield
+    classdata.archive_key.cache_clear()
 
 
 def test_the_driver_options_name_the_archive_only_when_it_is_there(tmp_path, monkeypatch):
@@ -52,8 +50,12 @@ def test_another_set_of_spark_jars_or_another_java_gets_another_archive(tmp_path
     jars.mkdir()
     (jars / "spark-core.jar").write_bytes(b"1")
     monkeypatch.setattr(classdata, "spark_jars", lambda: jars)
+    # The key is computed once per process: each step below stands for a new process.
+    classdata.archive_key.cache_clear()
     before = classdata.archive_key()
     (jars / "spark-core.jar").write_bytes(b"12")  # an upgrade in place
+    assert classdata.archive_key() == before
+    classdata.archive_key.cache_clear()
     assert classdata.archive_key() != before
     java = tmp_path / "jdk" / "bin" / "java"
     java.parent.mkdir(parents=True)
@@ -62,6 +64,20 @@ def test_another_set_of_spark_jars_or_another_java_gets_another_archive(tmp_path
     assert classdata.java_binary() == java.resolve()
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "none"))  # a JAVA_HOME without java: PATH's
     assert classdata.java_binary() != java.resolve()
+
+
+def test_making_an_archive_removes_the_archives_of_other_keys(tmp_path):
+    config = GoldConfig.from_env({"GOLD_JARS_CACHE": str(tmp_path / "ivy")}, lakehouse_root=str(tmp_path))
+    path = classdata.archive_path(config)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"this one")
+    old = path.with_name("flight-gold-driver-0123456789abcdef.jsa")  # before an upgrade
+    old.write_bytes(b"old")
+    unrelated = path.with_name("notes.txt")
+    unrelated.write_text("kept")
+    assert classdata.build_archive(config) == path  # there already: no training run
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, "notes.txt"])
+    assert path.read_bytes() == b"this one"
 
 
 def test_pyspark_keeps_the_driver_process_where_end_jvm_reads_it(spark):
@@ -78,13 +94,14 @@ def test_a_driver_started_with_the_projects_settings_loads_its_classes_from_the_
     # make jars (the test command's prerequisite) has made it; made here if not (~1 minute).
     path = classdata.build_archive(config)
     assert path is not None and path.is_file()
-    script = tmp_path / "driver.py"
-    script.write_text(SCRIPT)
     log = tmp_path / "classes.log"
     # The driver's own JVM (the launcher's JVM writes the file first, the driver then replaces it).
-    env = {**os.environ, "JDK_JAVA_OPTIONS": f"-Xlog:class+load=info:file={log}"}
-    run = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
+    run_driver(
+        tmp_path,
+        "spark.range(3).count()",
+        app="flight-gold-class-archive-test",
+        env={"JDK_JAVA_OPTIONS": f"-Xlog:class+load=info:file={log}"},
+    )
     lines = Path(log).read_text().splitlines()
     from_archive = [line for line in lines if "source: shared objects file (top)" in line]
     assert any("org.apache.spark.sql.SparkSession " in line for line in from_archive)

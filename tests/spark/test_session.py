@@ -3,8 +3,6 @@ the Airflow connection names), not SPARK_MASTER, for the settings that depend on
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,29 +10,21 @@ import pytest
 
 from flight_gold.core.config import GoldConfig
 from flight_gold.spark.session import DELTA_EXCLUDES, packages
+from support.drivers import printed, run_driver
 
 pytestmark = pytest.mark.e2e
 
-SCRIPT = """
-from flight_gold.core.config import GoldConfig
-from flight_gold.spark.session import build_spark_session
-
-spark = build_spark_session(GoldConfig.from_env(), "flight-gold-master-test")
-print("MASTER", spark.sparkContext.master)
-print("SNAPSHOT_PARTITIONS", spark.conf.get("spark.databricks.delta.snapshotPartitions", "unset"))
-print("CORES_MAX", spark.sparkContext.getConf().get("spark.cores.max", "unset"))
-spark.stop()
-"""
-
 
 def test_under_spark_submit_the_local_settings_follow_its_master(tmp_path):
-    script = tmp_path / "session.py"
-    script.write_text(SCRIPT)
     config = GoldConfig.from_env({}, lakehouse_root=str(tmp_path / "lake"))
     spark_submit = Path(sys.executable).parent / "spark-submit"
-    env = {**os.environ, "SPARK_MASTER": "spark://127.0.0.1:1", "PYSPARK_PYTHON": sys.executable}
-    run = subprocess.run(
-        [
+    run = run_driver(
+        tmp_path,
+        'print("MASTER", spark.sparkContext.master)\n'
+        'print("SNAPSHOT_PARTITIONS", spark.conf.get("spark.databricks.delta.snapshotPartitions", "unset"))\n'
+        'print("CORES_MAX", spark.sparkContext.getConf().get("spark.cores.max", "unset"))',
+        app="flight-gold-master-test",
+        launcher=[
             str(spark_submit),
             "--master",
             "local[1]",
@@ -44,16 +34,11 @@ def test_under_spark_submit_the_local_settings_follow_its_master(tmp_path):
             ",".join(DELTA_EXCLUDES),
             "--conf",
             f"spark.jars.ivy={config.jars_cache}",
-            str(script),
         ],
-        env=env,
-        capture_output=True,
-        text=True,
+        env={"SPARK_MASTER": "spark://127.0.0.1:1", "PYSPARK_PYTHON": sys.executable},
         timeout=600,
     )
-    assert run.returncode == 0, run.stderr[-3000:]
-    keys = ("MASTER ", "SNAPSHOT_PARTITIONS ", "CORES_MAX ")
-    said = dict(line.split(" ", 1) for line in run.stdout.splitlines() if line.startswith(keys))
+    said = printed(run, "MASTER", "SNAPSHOT_PARTITIONS", "CORES_MAX")
     assert said["MASTER"] == "local[1]"
     # SPARK_MASTER names a cluster, but the job runs on local[1]: the local tweak applies and
     # no cluster core cap does.

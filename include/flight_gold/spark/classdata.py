@@ -16,6 +16,7 @@ and the restart after 20,000 Silver_ML commits to its first Gold commit ~3 s soo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -52,8 +53,11 @@ def spark_jars() -> Path:
     return Path(pyspark.__file__).parent / "jars"
 
 
+@functools.cache
 def archive_key() -> str | None:
-    """A digest of what the archive depends on: the Java runtime and Spark's jars (names, sizes)."""
+    """A digest of what the archive depends on: the Java runtime and Spark's jars (names, sizes).
+    Computed once per process (every session build and spark-submit asks for it): neither
+    changes under a running process."""
     java = java_binary()
     if java is None:
         return None
@@ -92,6 +96,7 @@ def build_archive(config: GoldConfig, timeout_s: float = 900) -> Path | None:
     if path is None:
         log.warning("no java found: no class archive made")
         return None
+    remove_other_archives(path)
     if path.is_file():
         log.info("class archive %s is there already", path)
         return path
@@ -115,6 +120,18 @@ def build_archive(config: GoldConfig, timeout_s: float = 900) -> Path | None:
         os.replace(path.with_suffix(".partial"), path)
     log.info("class archive written to %s (%.0f MiB)", path, path.stat().st_size / 2**20)
     return path
+
+
+def remove_other_archives(path: Path) -> list[Path]:
+    """Removes the archives of other keys beside `path` (~200 MiB each, left by an upgrade of Java
+    or Spark: nothing uses them again). A driver still running with one keeps its mapping."""
+    removed = []
+    for other in path.parent.glob("flight-gold-driver-*.jsa"):
+        if other.name != path.name:
+            other.unlink(missing_ok=True)
+            removed.append(other)
+            log.info("removed the class archive of another Java runtime or jar set: %s", other)
+    return removed
 
 
 def _train(root: str) -> int:
