@@ -114,9 +114,10 @@ def _stamp_lines(stream, log, started: float) -> None:
 def phases(log_path: Path) -> dict:
     """Where a start's time went, from its stamped log (`run_job`): seconds from the process
     start to the Spark session (JVM start, jars: `session_s`) and to the last query's start (the
-    checks before the first batch: `queries_started_s`), and every micro-batch that ended before
-    the first Gold commit (`batches`: query, batch id, rows read, duration, when it was logged).
-    What is left of `seconds` after `queries_started_s` is those batches."""
+    checks before the first batch: `queries_started_s`), and every micro-batch the job logged
+    before it was stopped (`batches`: query, batch id, rows read, duration, when it was logged).
+    What is left of `seconds` after `queries_started_s` is the batches up to the first Gold
+    commit; the one that made it is logged only if it ended before the job was stopped."""
     out: dict = {"batches": []}
     marker = f"{progress_log.name}: {PROGRESS_PREFIX} "
     for line in log_path.read_text(errors="replace").splitlines():
