@@ -30,8 +30,7 @@ from support.jobs import (
     tree,
     wait_for,
 )
-
-DELAYS = {"flight_phase_counts": pd.Timedelta(minutes=2), "anomaly_alerts": pd.Timedelta(minutes=6)}
+from support.streams import DELAYS
 
 
 @pytest.mark.e2e

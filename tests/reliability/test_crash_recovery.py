@@ -31,11 +31,11 @@ from support.jobs import (
     stop,
     wait_for,
 )
+from support.streams import DELAYS
 
 pytestmark = pytest.mark.e2e
 
 MODES = ("random", "mid-batch", "after-gold-commit")
-DELAYS = {"flight_phase_counts": pd.Timedelta(minutes=2), "anomaly_alerts": pd.Timedelta(minutes=6)}
 STARTUP_TIMEOUT = 600  # a loaded 2-core machine can take minutes to start a JVM
 BATCH_TIMEOUT = 600
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -15,12 +16,25 @@ from flight_gold.spark import runner, watch
 
 
 class FakeQuery:
-    """Active for `runs_for` seconds after its start, then finished (or failed)."""
+    """Active for `runs_for` seconds after its start, then finished (or failed); completes a
+    micro-batch every `batch_every` seconds while active."""
 
-    def __init__(self, name: str, runs_for: float, error: Exception | None = None):
+    def __init__(self, name: str, runs_for: float, error: Exception | None = None, batch_every: float = 0.1):
         self.name, self.error = name, error
-        self.ends_at = time.monotonic() + runs_for
-        self.stopped = False
+        self.started_at = time.monotonic()
+        self.ends_at = self.started_at + runs_for
+        self.batch_every = batch_every
+        self.stopped_at: float | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.stopped_at is not None
+
+    @property
+    def recentProgress(self) -> list:  # noqa: N802 (PySpark's API)
+        until = min(self.stopped_at or time.monotonic(), self.ends_at)
+        done = int((until - self.started_at) / self.batch_every)
+        return [SimpleNamespace(batchId=7 + k) for k in range(done)]
 
     @property
     def isActive(self) -> bool:  # noqa: N802 (PySpark's API)
@@ -30,26 +44,37 @@ class FakeQuery:
         return self.error if not self.isActive else None
 
     def stop(self) -> None:
-        self.stopped = True
+        self.stopped_at = self.stopped_at or time.monotonic()
 
 
 class Starts:
     """Stands in for flight_gold.spark.queries.start_queries and records each call."""
 
-    def __init__(self, fail_on_run: int | None = None, stop_on_run: tuple | None = None):
+    def __init__(
+        self,
+        fail_on_run: int | None = None,
+        stop_on_run: tuple | None = None,
+        runs_for: float = 0.05,
+        batch_every: float = 0.1,
+    ):
         self.calls: list[tuple[float, str, bool]] = []
+        self.limits: list[int | None] = []
         self.fail_on_run, self.stop_on_run = fail_on_run, stop_on_run
+        self.runs_for, self.batch_every = runs_for, batch_every
         self.queries: list[FakeQuery] = []
+        self.started: list[list[FakeQuery]] = []
 
     def __call__(self, spark, config, first_start=True):
         self.calls.append((time.monotonic(), config.trigger, first_start))
-        run, runs_for = len(self.calls), 0.05
+        self.limits.append(config.max_files_per_trigger)
+        run, runs_for = len(self.calls), self.runs_for
         if self.stop_on_run and run == self.stop_on_run[0]:
             # A stop while this run's queries are busy (they would run for a minute).
             self.stop_on_run[1].set()
             runs_for = 60
         error = RuntimeError("boom") if run == self.fail_on_run else None
-        self.queries = [FakeQuery(name, runs_for, error) for name in config.queries]
+        self.queries = [FakeQuery(name, runs_for, error, self.batch_every) for name in config.queries]
+        self.started.append(self.queries)
         return self.queries
 
 
@@ -100,6 +125,57 @@ def test_other_triggers_start_the_queries_once(job, monkeypatch):
     cfg = GoldConfig.from_env({}, trigger="available-now")
     assert job.run_streams(None, cfg, threading.Event()) == job.EXIT_OK
     assert [(trigger, first) for _, trigger, first in starts.calls] == [("available-now", True)]
+
+
+def processing_time(**overrides) -> GoldConfig:
+    return GoldConfig.from_env({}, trigger="processing-time", trigger_interval="1 second").replace(
+        **overrides
+    )
+
+
+def test_a_processing_time_run_starts_with_small_batches_then_the_configured_limit(job, monkeypatch):
+    starts = Starts(runs_for=60)
+    monkeypatch.setattr(runner, "start_queries", starts)
+    stop = threading.Event()
+    threading.Timer(1.5, stop.set).start()
+    assert job.run_streams(None, processing_time(max_files_per_trigger=400), stop) == job.EXIT_OK
+    assert [(trigger, first) for _, trigger, first in starts.calls] == [
+        ("processing-time", True),
+        ("processing-time", False),
+    ]
+    assert starts.limits == [runner.HEAD_START_FILES, 400]
+    head, main = starts.started
+    # The head start's queries were stopped once each had completed its two batches.
+    assert all(q.stopped and len(q.recentProgress) == runner.HEAD_START_BATCHES for q in head)
+    assert all(q.stopped for q in main)
+
+
+def test_the_head_start_waits_for_every_query(job, monkeypatch):
+    starts = Starts(runs_for=60, batch_every=0.3)
+    monkeypatch.setattr(runner, "start_queries", starts)
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    # Stopped after one batch each: no second start, and a clean stop.
+    assert job.run_streams(None, processing_time(), stop) == job.EXIT_OK
+    assert starts.limits == [runner.HEAD_START_FILES]
+    assert all(q.stopped for q in starts.queries)
+
+
+def test_a_query_failing_in_the_head_start_fails_the_run(job, monkeypatch):
+    starts = Starts(fail_on_run=1, runs_for=0.15)
+    monkeypatch.setattr(runner, "start_queries", starts)
+    assert job.run_streams(None, processing_time(), threading.Event()) == job.EXIT_QUERY_FAILED
+    assert starts.limits == [runner.HEAD_START_FILES]
+
+
+def test_other_triggers_and_small_configured_limits_have_no_head_start():
+    config = processing_time()
+    assert runner.head_start_config(config.replace(trigger="available-now")) is None
+    assert runner.head_start_config(config.replace(trigger="available-now-loop")) is None
+    assert runner.head_start_config(config.replace(max_files_per_trigger=runner.HEAD_START_FILES)) is None
+    head = runner.head_start_config(config.replace(max_files_per_trigger=500, max_bytes_per_trigger="1g"))
+    assert (head.max_files_per_trigger, head.max_bytes_per_trigger) == (runner.HEAD_START_FILES, "1g")
+    assert runner.head_start_config(config).max_files_per_trigger == runner.HEAD_START_FILES
 
 
 def test_the_storage_going_away_and_coming_back_is_said_once_each(monkeypatch, caplog):

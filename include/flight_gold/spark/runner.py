@@ -57,6 +57,13 @@ ERROR_PREFIX = STREAMING_ERROR_PREFIX
 MAX_SCHEMA_RESTARTS = 3
 # await_queries' answer when the queries stopped on a schema change and are to be started again.
 RESTART = -1
+# await_queries' answer when its `until` held and it stopped the queries.
+UNTIL_REACHED = -2
+# The head start of a processing-time run (module docstring). 50 files hold minutes of event time
+# at the feed's commit rate (one every 5-10 s), enough to move the watermark past a window end;
+# a batch that small costs what any batch costs, not what its files do.
+HEAD_START_FILES = 50
+HEAD_START_BATCHES = 2
 
 
 def stop_on_signals() -> threading.Event:
@@ -155,6 +162,22 @@ def run_streams(
     # The initial run created the Gold tables of its queries and logged their starts.
     first = set(fresh) != set(config.queries)
     if config.trigger != "available-now-loop":
+        head_start = head_start_config(config)
+        if head_start is not None:
+            log.info(
+                "head start: the first %d batches of each query read at most %d Silver_ML files each, "
+                "so that the first windows a backlog closes reach Gold within seconds",
+                HEAD_START_BATCHES,
+                HEAD_START_FILES,
+            )
+            code = run_restarting(spark, head_start, stop, first_start=first, until=head_start_over)
+            if code != UNTIL_REACHED:
+                return code
+            log.info(
+                "head start over: restarting the queries with batches of up to %s Silver_ML files",
+                config.max_files_per_trigger or "Delta's default of 1,000",
+            )
+            first = False
         return run_restarting(spark, config, stop, first_start=first)
     interval_s = interval_seconds(config.trigger_interval)
     run_config = config.replace(trigger="available-now")
@@ -185,6 +208,25 @@ def run_streams(
             return EXIT_OK
 
 
+def head_start_config(config: GoldConfig) -> GoldConfig | None:
+    """The configuration of a processing-time run's head start, or None when it has none (other
+    triggers read to the end anyway; a configured limit at or below the head start's is kept)."""
+    if config.trigger != "processing-time":
+        return None
+    if config.max_files_per_trigger is not None and config.max_files_per_trigger <= HEAD_START_FILES:
+        return None
+    return config.replace(max_files_per_trigger=HEAD_START_FILES)
+
+
+def batches_run(query) -> int:
+    """Micro-batches the query has completed since its start (no-data batches too)."""
+    return len({progress.batchId for progress in query.recentProgress})
+
+
+def head_start_over(queries) -> bool:
+    return all(batches_run(q) >= HEAD_START_BATCHES for q in queries)
+
+
 def run_restarting(
     spark: SparkSession,
     config: GoldConfig,
@@ -192,13 +234,20 @@ def run_restarting(
     first_start: bool,
     quiet: bool = False,
     loop_config: GoldConfig | None = None,
+    until=None,
 ) -> int:
-    """One start of the queries, started again after a Silver_ML schema change; the exit code."""
+    """One start of the queries, started again after a Silver_ML schema change; the exit code,
+    or UNTIL_REACHED when `until(queries)` held and the queries were stopped."""
     restarts = 0
     while True:
         queries = start_queries(spark, config, first_start=first_start)
         code = await_queries(
-            queries, stop, loop_config or config, quiet, allow_restart=restarts < MAX_SCHEMA_RESTARTS
+            queries,
+            stop,
+            loop_config or config,
+            quiet,
+            allow_restart=restarts < MAX_SCHEMA_RESTARTS,
+            until=until,
         )
         if code != RESTART:
             return code
@@ -213,14 +262,27 @@ def await_queries(
     config: GoldConfig | None = None,
     quiet: bool = False,
     allow_restart: bool = False,
+    until=None,
 ) -> int:
+    """Waits until the queries end, one fails, `stop` is set or `until(queries)` holds (then
+    stops them: UNTIL_REACHED); the exit code, or RESTART after a Silver_ML schema change."""
+
     def failed():
         return [q for q in queries if q.exception() is not None]
 
+    reached = False
     with StorageWatch(config):
         while not stop.wait(0.2):
             if failed() or not any(q.isActive for q in queries):
                 break
+            if until is not None and until(queries):
+                reached = True
+                break
+    if reached and not failed() and not stop.is_set():
+        # A batch in flight is cut as on a stop, and replayed by the next start.
+        for q in queries:
+            q.stop()
+        return UNTIL_REACHED
     if stop.is_set():
         for q in queries:
             q.stop()
