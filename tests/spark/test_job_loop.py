@@ -134,28 +134,46 @@ def processing_time(**overrides) -> GoldConfig:
 
 
 def test_a_processing_time_run_starts_with_small_batches_then_the_configured_limit(job, monkeypatch):
-    starts = Starts(runs_for=60)
-    monkeypatch.setattr(runner, "start_queries", starts)
     stop = threading.Event()
-    threading.Timer(1.5, stop.set).start()
-    assert job.run_streams(None, processing_time(max_files_per_trigger=400), stop) == job.EXIT_OK
+    # Stopped as the second start begins (a timer in case it never does).
+    starts = Starts(runs_for=60, stop_on_run=(2, stop))
+    monkeypatch.setattr(runner, "start_queries", starts)
+    timer = threading.Timer(30, stop.set)
+    timer.start()
+    try:
+        assert job.run_streams(None, processing_time(max_files_per_trigger=400), stop) == job.EXIT_OK
+    finally:
+        timer.cancel()
     assert [(trigger, first) for _, trigger, first in starts.calls] == [
         ("processing-time", True),
         ("processing-time", False),
     ]
     assert starts.limits == [runner.HEAD_START_FILES, 400]
     head, main = starts.started
-    # The head start's queries were stopped once each had completed its two batches.
-    assert all(q.stopped and len(q.recentProgress) == runner.HEAD_START_BATCHES for q in head)
+    # The head start's queries were stopped once each had completed its two batches (or a
+    # batch more, between two polls).
+    assert all(q.stopped and len(q.recentProgress) >= runner.HEAD_START_BATCHES for q in head)
     assert all(q.stopped for q in main)
 
 
-def test_the_head_start_waits_for_every_query(job, monkeypatch):
-    starts = Starts(runs_for=60, batch_every=0.3)
+def test_the_head_start_waits_for_every_query():
+    def query(batches: int):
+        return SimpleNamespace(recentProgress=[SimpleNamespace(batchId=b) for b in range(batches)])
+
+    assert not runner.head_start_over([query(5), query(1)])
+    # Batch ids are counted, not progress reports: one batch reported three times is one batch.
+    assert not runner.head_start_over(
+        [query(2), SimpleNamespace(recentProgress=[query(1).recentProgress[0]] * 3)]
+    )
+    assert runner.head_start_over([query(2), query(3)])
+
+
+def test_a_stop_during_the_head_start_starts_no_other(job, monkeypatch):
+    # A batch every 30 s: the stop comes before the head start's first.
+    starts = Starts(runs_for=60, batch_every=30)
     monkeypatch.setattr(runner, "start_queries", starts)
     stop = threading.Event()
     threading.Timer(0.5, stop.set).start()
-    # Stopped after one batch each: no second start, and a clean stop.
     assert job.run_streams(None, processing_time(), stop) == job.EXIT_OK
     assert starts.limits == [runner.HEAD_START_FILES]
     assert all(q.stopped for q in starts.queries)
