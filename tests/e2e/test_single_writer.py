@@ -40,6 +40,8 @@ STATE_WAIT_S = 900
 MAINTENANCE = REPO / "jobs" / "maintenance.py"
 STREAM = REPO / "jobs" / "streaming_gold.py"
 COMMIT = re.compile(r"_delta_log/(\d{20})\.json$")
+MIN_COMPACTIONS = 5
+MIN_WRITES = 10
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -111,6 +113,16 @@ def log_files(config, server) -> dict[str, dict[int, str]]:
     return out
 
 
+def compactions(log: str, table: str) -> list[str]:
+    """The stream's log lines that say it compacted `table`."""
+    return [line for line in log.splitlines() if f" compacted {table}: " in line]
+
+
+def gold_writes(log: str, table: str) -> int:
+    """Batches the stream logged as having written Gold rows to `table` (always logged)."""
+    return sum(1 for p in progress(log) if p["query"] == table and p["gold_rows_written"])
+
+
 def actions(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
@@ -153,9 +165,17 @@ def test_the_stream_is_the_only_writer_of_its_gold_tables(lake, tmp_path):
         began = time.monotonic()
         feed.start()
         maintenance.start()
+        # The writes and compactions asserted below are waited for too: on a loaded machine a
+        # start (its head-start batches, the queries started again) can take a minute of the overlap.
         wait(
-            "3 minutes of overlap with 2 maintenance runs",
-            lambda: time.monotonic() - began >= OVERLAP_S and len(maintenance.runs) >= 2,
+            f"3 minutes of overlap, 2 maintenance runs, {MIN_WRITES} writes and {MIN_COMPACTIONS} "
+            f"compactions of each table",
+            lambda: (
+                time.monotonic() - began >= OVERLAP_S
+                and len(maintenance.runs) >= 2
+                and all(gold_writes(stderr.read_text(), t) >= MIN_WRITES for t in TABLES)
+                and all(len(compactions(stderr.read_text(), t)) >= MIN_COMPACTIONS for t in TABLES)
+            ),
         )
         maintenance.done.set()
         feed.done.set()
@@ -209,11 +229,11 @@ def test_the_stream_is_the_only_writer_of_its_gold_tables(lake, tmp_path):
         ]
         marks = [mark for v in versions if (mark := commit_mark(commits[v])) is not None]
         # Every batch the stream committed is there once, under the query id of its checkpoint.
-        assert len(marks) == len(set(marks)) == operations.count("WRITE") >= 10, (table, operations)
+        assert len(marks) == len(set(marks)) == operations.count("WRITE") >= MIN_WRITES, (table, operations)
         assert {app for app, _ in marks} == {query_id(config, server, table)}
         # The stream compacted the table many times, nobody else wrote to its log.
-        compactions = [line for line in text.splitlines() if f" compacted {table}: " in line]
-        assert operations.count("OPTIMIZE") == len(compactions) >= 5, (table, len(compactions))
+        compacted = compactions(text, table)
+        assert operations.count("OPTIMIZE") == len(compacted) >= MIN_COMPACTIONS, (table, len(compacted))
         assert set(operations) == {"CREATE TABLE", "WRITE", "OPTIMIZE"}, set(operations)
         gold = open_table(config.paths.gold_table(table), config).to_pandas()
         assert_gold_equal(gold, expected[table], table)

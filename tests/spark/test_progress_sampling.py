@@ -103,3 +103,34 @@ def test_one_shot_runs_and_zero_interval_log_every_batch(caplog):
         for k in range(4):
             listener.onQueryProgress(event(k, rows=5))
         assert logged_batches(caplog) == [0, 1, 2, 3]
+
+
+# A stop that cut an S3A read (the job's log on S3, abridged).
+S3A_CUT = "\n".join(
+    [
+        "java.io.UncheckedIOException: java.io.IOException: Error while reading data. Read interrupted",
+        "\tat io.delta.storage.LineCloseableIterator.hasNext(LineCloseableIterator.java:72)",
+        "Caused by: java.io.IOException: Error while reading data. Read interrupted while waiting for data",
+        "\tat software.amazon.s3.analyticsaccelerator.io.physical.data.Block.awaitData(Block.java:189)",
+        "Caused by: java.lang.InterruptedException",
+        "\tat java.base/java.util.concurrent.CountDownLatch.await(CountDownLatch.java:230)",
+    ]
+)
+FAILURE = """org.apache.spark.SparkException: [INTERNAL_ERROR] boom
+\tat org.apache.spark.SparkException$.internalError(SparkException.scala:104)
+Caused by: java.io.IOException: No space left on device
+"""
+
+
+def test_a_stop_that_cut_a_read_is_a_warning_and_a_failure_an_error(caplog):
+    caplog.set_level(logging.INFO, logger="flight_gold.streaming")
+    listener = ProgressLogger(GoldConfig.from_env({}))
+    listener.onQueryTerminated(SimpleNamespace(id=QUERY_ID, exception=S3A_CUT))
+    listener.onQueryTerminated(SimpleNamespace(id=QUERY_ID, exception=FAILURE))
+    listener.onQueryTerminated(SimpleNamespace(id=QUERY_ID, exception=None))
+    said = [(r.levelname, r.getMessage().split(":")[0]) for r in caplog.records]
+    assert said == [
+        ("WARNING", f"query {QUERY_ID} stopped mid-batch (java.io.UncheckedIOException"),
+        ("ERROR", f"query {QUERY_ID} terminated with an error"),
+        ("INFO", f"query {QUERY_ID} terminated"),
+    ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -217,7 +218,16 @@ class ProgressLogger(StreamingQueryListener):
             log.info("%s %s", PROGRESS_PREFIX, json.dumps(record, sort_keys=False))
 
     def onQueryTerminated(self, event) -> None:
-        if event.exception:
+        if event.exception and interrupted(event.exception):
+            # A stop that cut a read Spark does not recognise as one (the S3A analytics stream
+            # wraps the interrupt in a plain IOException). A failure is still reported by the
+            # job itself, with its exit code.
+            log.warning(
+                "query %s stopped mid-batch (%s); its next start replays the batch",
+                event.id,
+                event.exception.splitlines()[0],
+            )
+        elif event.exception:
             log.error("query %s terminated with an error: %s", event.id, event.exception.splitlines()[0])
         else:
             log.log(
@@ -233,6 +243,19 @@ class ProgressLogger(StreamingQueryListener):
     def log_summary(self) -> None:
         self.flush_held()
         log.info("%s %s", SUMMARY_PREFIX, json.dumps(self.summary(), sort_keys=False))
+
+
+# An exception or a cause of it in a Java stack trace that is a thread interrupt's.
+INTERRUPT = re.compile(
+    r"^(?:Caused by: )?(?:java\.lang\.InterruptedException|java\.io\.InterruptedIOException"
+    r"|java\.nio\.channels\.ClosedByInterruptException)\b",
+    re.MULTILINE,
+)
+
+
+def interrupted(trace: str) -> bool:
+    """A query's termination trace is a thread interrupt's (a stop), whatever wraps it."""
+    return INTERRUPT.search(trace) is not None
 
 
 def metrics_row(p, name, late, spark_late, state_rows, gold_rows, quality, watermark) -> dict:
