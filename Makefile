@@ -31,9 +31,11 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 venv: $(STAMP)
 
 # Resolves the Delta jars from Maven Central once into .cache/ivy; later runs start offline. Then
-# the driver JVM's class archive (flight_gold.spark.classdata, ~1 minute once): faster starts.
-$(JARS_STAMP): $(STAMP) include/flight_gold/spark/session.py include/flight_gold/spark/classdata.py
-	$(BIN)/python -m flight_gold.spark.session --resolve-jars --build-class-archive
+# the log store for local roots (flight_gold.spark.logstore, javac, a second) and the driver JVM's
+# class archive (flight_gold.spark.classdata, ~1 minute once): faster starts and restarts.
+$(JARS_STAMP): $(STAMP) include/flight_gold/spark/session.py include/flight_gold/spark/classdata.py \
+		include/flight_gold/spark/logstore.py include/flight_gold/spark/jvm/LocalNameListingLogStore.java
+	$(BIN)/python -m flight_gold.spark.session --resolve-jars --build-log-store --build-class-archive
 	touch $@
 
 jars: $(JARS_STAMP)

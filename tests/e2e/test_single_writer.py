@@ -123,6 +123,12 @@ def gold_writes(log: str, table: str) -> int:
     return sum(1 for p in progress(log) if p["query"] == table and p["gold_rows_written"])
 
 
+def written_and_compacted(log: str) -> bool:
+    return all(
+        gold_writes(log, t) >= MIN_WRITES and len(compactions(log, t)) >= MIN_COMPACTIONS for t in TABLES
+    )
+
+
 def actions(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
@@ -173,8 +179,7 @@ def test_the_stream_is_the_only_writer_of_its_gold_tables(lake, tmp_path):
             lambda: (
                 time.monotonic() - began >= OVERLAP_S
                 and len(maintenance.runs) >= 2
-                and all(gold_writes(stderr.read_text(), t) >= MIN_WRITES for t in TABLES)
-                and all(len(compactions(stderr.read_text(), t)) >= MIN_COMPACTIONS for t in TABLES)
+                and written_and_compacted(stderr.read_text())
             ),
         )
         maintenance.done.set()

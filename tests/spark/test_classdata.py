@@ -50,8 +50,7 @@ def test_another_set_of_spark_jars_or_another_java_gets_another_archive(tmp_path
     jars.mkdir()
     (jars / "spark-core.jar").write_bytes(b"1")
     monkeypatch.setattr(classdata, "spark_jars", lambda: jars)
-    # The key is computed once per process: each step below stands for a new process.
-    classdata.archive_key.cache_clear()
+    # The key is computed once per process: each cache_clear() below stands for a new process.
     before = classdata.archive_key()
     (jars / "spark-core.jar").write_bytes(b"12")  # an upgrade in place
     assert classdata.archive_key() == before

@@ -122,16 +122,13 @@ def build_archive(config: GoldConfig, timeout_s: float = 900) -> Path | None:
     return path
 
 
-def remove_other_archives(path: Path) -> list[Path]:
+def remove_other_archives(path: Path) -> None:
     """Removes the archives of other keys beside `path` (~200 MiB each, left by an upgrade of Java
     or Spark: nothing uses them again). A driver still running with one keeps its mapping."""
-    removed = []
     for other in path.parent.glob("flight-gold-driver-*.jsa"):
         if other.name != path.name:
             other.unlink(missing_ok=True)
-            removed.append(other)
             log.info("removed the class archive of another Java runtime or jar set: %s", other)
-    return removed
 
 
 def _train(root: str) -> int:

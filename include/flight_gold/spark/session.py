@@ -8,6 +8,7 @@ import subprocess
 
 from flight_gold.core.config import GoldConfig
 from flight_gold.spark.classdata import build_archive, java_options
+from flight_gold.spark.logstore import build_jar, log_store_conf
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,8 @@ def spark_conf(config: GoldConfig, master: str | None = None, role: str = STREAM
         # 29.2 -> 26.6 s to the first Gold commit (mean of three), 10M-row catch-up 258,799 ->
         # 278,606 rows/s (docs/performance.md). Object stores keep Spark's default.
         conf["spark.sql.files.openCostInBytes"] = str(LOCAL_FILE_OPEN_COST_BYTES)
+        # Delta's log listed by name, not stat by stat (flight_gold.spark.logstore), when built.
+        conf.update(log_store_conf(config))
     else:
         conf.update(
             {
@@ -242,6 +245,13 @@ def build_spark_session(
         spark.sparkContext.master,
         config.shuffle_partitions,
     )
+    if not config.is_s3:
+        log.info(
+            "Delta log store for local paths: %s",
+            # What the session has: spark-submit's --conf (the DAGs) counts too.
+            spark.sparkContext.getConf().get("spark.delta.logStore.file.impl", None)
+            or "Delta's own (flight_gold.spark.logstore not built: slower to list a long log)",
+        )
     return spark
 
 
@@ -257,6 +267,11 @@ def _main() -> None:
         action="store_true",
         help="make the driver JVM's class archive for a faster start (flight_gold.spark.classdata)",
     )
+    parser.add_argument(
+        "--build-log-store",
+        action="store_true",
+        help="compile the log store for local roots (flight_gold.spark.logstore), after the jars",
+    )
     args = parser.parse_args()
     if args.resolve_jars:
         config = GoldConfig.from_env()
@@ -264,17 +279,27 @@ def _main() -> None:
         jars = spark.sparkContext.getConf().get("spark.jars", "")
         spark.stop()
         print(f"Delta jars cached in {config.jars_cache}: {len(jars.split(',')) if jars else 0} jars")
-    if args.build_class_archive:  # after the jars: its training run needs them
+    if args.build_log_store or args.build_class_archive:
         from flight_gold.core.logs import configure_logging
 
         configure_logging()
-        try:
-            path = build_archive(GoldConfig.from_env())
-        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-            # An optimisation only: the setup goes on, and the jobs start as they did without one.
-            log.warning("no class archive made, the jobs start without one: %s", exc)
-            path = None
-        print(f"class archive: {path or 'none'}")
+    # Both after the jars: the log store compiles against delta-storage, the archive's training
+    # run needs them. Both are optimisations: without them the setup goes on and the jobs run as
+    # before (Delta's own log store, slower to list a long log; a slower start).
+    if args.build_log_store:
+        jar = _optional(build_jar, "no log store built, the jobs use Delta's own")
+        print(f"log store: {jar}")
+    if args.build_class_archive:
+        archive = _optional(build_archive, "no class archive made, the jobs start without one")
+        print(f"class archive: {archive}")
+
+
+def _optional(build, consequence: str):
+    try:
+        return build(GoldConfig.from_env()) or "none"
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("%s: %s", consequence, exc)
+        return "none"
 
 
 if __name__ == "__main__":
