@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 
 from flight_gold.core.config import GoldConfig
+from flight_gold.spark.classdata import spark_jars
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,6 @@ def delta_storage_jar(config: GoldConfig) -> Path:
 
 def compile_classpath(config: GoldConfig) -> list[Path]:
     """Spark's Hadoop API and SLF4J jars (a pattern in place of one not found), Delta's storage."""
-    from flight_gold.spark.classdata import spark_jars
-
     shipped = [
         next(iter(sorted(spark_jars().glob(g))), spark_jars() / g) for g in (HADOOP_API_GLOB, SLF4J_GLOB)
     ]
