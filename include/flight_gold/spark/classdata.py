@@ -96,7 +96,7 @@ def build_archive(config: GoldConfig, timeout_s: float = 900) -> Path | None:
     if path is None:
         log.warning("no java found: no class archive made")
         return None
-    remove_other_archives(path)
+    remove_other_keys(path, "flight-gold-driver-*.jsa")
     if path.is_file():
         log.info("class archive %s is there already", path)
         return path
@@ -116,19 +116,26 @@ def build_archive(config: GoldConfig, timeout_s: float = 900) -> Path | None:
                 f"the class archive's training run failed (exit {run.returncode}, archive "
                 f"{'written' if partial.is_file() else 'not written'}): {run.stderr[-2000:]}"
             )
-        shutil.move(str(partial), path.with_suffix(".partial"))
-        os.replace(path.with_suffix(".partial"), path)
+        move_into_place(partial, path)
     log.info("class archive written to %s (%.0f MiB)", path, path.stat().st_size / 2**20)
     return path
 
 
-def remove_other_archives(path: Path) -> None:
-    """Removes the archives of other keys beside `path` (~200 MiB each, left by an upgrade of Java
-    or Spark: nothing uses them again). A driver still running with one keeps its mapping."""
-    for other in path.parent.glob("flight-gold-driver-*.jsa"):
+def remove_other_keys(path: Path, pattern: str) -> None:
+    """Removes the files matching `pattern` beside the keyed file `path`: other keys' (left by an
+    upgrade of Java, Spark or a source: nothing uses them again; a class archive is ~200 MiB). A
+    driver still running with one keeps its mapping."""
+    for other in path.parent.glob(pattern):
         if other.name != path.name:
             other.unlink(missing_ok=True)
-            log.info("removed the class archive of another Java runtime or jar set: %s", other)
+            log.info("removed %s: another key's (Java runtime, jar set or source)", other)
+
+
+def move_into_place(partial: Path, path: Path) -> None:
+    """Moves a file made elsewhere (a temporary folder) to `path` so that a reader of `path` never
+    sees a partial file."""
+    shutil.move(str(partial), path.with_suffix(".partial"))
+    os.replace(path.with_suffix(".partial"), path)
 
 
 def _train(root: str) -> int:

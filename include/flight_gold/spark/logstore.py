@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import subprocess
 import tempfile
@@ -26,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 
 from flight_gold.core.config import GoldConfig
-from flight_gold.spark.classdata import spark_jars
+from flight_gold.spark.classdata import move_into_place, remove_other_keys, spark_jars
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +109,7 @@ def build_jar(config: GoldConfig) -> Path:
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as jar:
             for cls in sorted(classes.rglob("*.class")):
                 jar.write(cls, cls.relative_to(classes).as_posix())
-        for other in path.parent.glob("flight-gold-log-store-*.jar"):
-            other.unlink(missing_ok=True)  # another source or jar set's: nothing loads it again
-        shutil.move(str(partial), path.with_suffix(".partial"))
-        os.replace(path.with_suffix(".partial"), path)
+        remove_other_keys(path, "flight-gold-log-store-*.jar")
+        move_into_place(partial, path)
     log.info("log store %s built into %s", CLASS_NAME, path)
     return path
