@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 
 from flight_gold.spark import runner
+from flight_gold.spark.checkpoints import nothing_due_after_a_stop
+from flight_gold.spark.files import LocalFiles
 from support.expected import expected_gold
 from support.jobs import (
     START,
@@ -70,3 +72,84 @@ def test_a_restart_with_a_backlog_starts_with_small_batches_and_writes_every_win
         assert sizes[:2] == [HEAD_START_FILES] * 2, (table, sizes)
         assert set(sizes[:-1]) == {HEAD_START_FILES} and sizes[-1] > HEAD_START_FILES, (table, sizes)
     assert_gold_is(config, expected_gold(pd.concat(minutes, ignore_index=True)), nonempty=True)
+
+
+def test_a_backlog_of_exactly_the_head_start_ends_with_its_windows_written_without_new_data(
+    spark, tmp_path, caplog, monkeypatch
+):
+    """The head start's two batches read the whole backlog, and no commit follows: the batch that
+    writes the windows they closed is one without data, which Spark runs only in the same start.
+    The switch waits for it (a switch before it left those windows for Silver_ML's next commit:
+    test_stream_supervision waited 900 s for them). A 5 s trigger leaves seconds between the
+    second batch and that one."""
+    monkeypatch.setattr(runner, "HEAD_START_FILES", HEAD_START_FILES)
+    config = lakehouse_config(tmp_path / "lakehouse").replace(trigger_interval="5 seconds")
+    minutes = [silver_frame(20, START + pd.Timedelta(minutes=k), 60, seed=700 + k) for k in range(10)]
+    for frame in minutes[:4]:
+        append_silver(config, frame)
+    assert run_in_process(spark, config.replace(trigger="available-now")) == 0
+    for frame in minutes[4:]:
+        append_silver(config, frame)
+
+    with running_stream(spark, config, caplog) as stream:
+        run_stream_until(stream, lambda: drained(caplog, pd.concat(minutes)), "the final watermarks")
+        assert_gold_is(config, expected_gold(pd.concat(minutes, ignore_index=True)), nonempty=True)
+    assert any(message.startswith("head start over: ") for message in caplog.messages)
+
+
+def write_lines(path: Path, *entries: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(["v1", *(json.dumps(e) for e in entries)]))
+
+
+class Checkpoint:
+    """A query's offset and commit logs in Spark's format, and Silver_ML's commit files."""
+
+    def __init__(self, root: Path) -> None:
+        self.checkpoint, self.silver = root / "checkpoint", root / "silver"
+        (self.silver / "_delta_log").mkdir(parents=True)
+
+    def planned(self, batch: int, watermark_ms: int, version: int, index: int = -1) -> None:
+        offset = {"sourceVersion": 1, "reservoirId": "x", "reservoirVersion": version, "index": index}
+        write_lines(self.checkpoint / "offsets" / str(batch), {"batchWatermarkMs": watermark_ms}, offset)
+
+    def committed(self, batch: int, next_watermark_ms: int) -> None:
+        write_lines(self.checkpoint / "commits" / str(batch), {"nextBatchWatermarkMs": next_watermark_ms})
+
+    def silver_commit(self, version: int) -> None:
+        (self.silver / "_delta_log" / f"{version:020d}.json").write_text("{}")
+
+    def nothing_due(self) -> bool:
+        return nothing_due_after_a_stop(LocalFiles(), str(self.checkpoint), str(self.silver))
+
+
+def test_a_stop_is_safe_once_no_window_waits_for_a_batch_without_data(tmp_path):
+    log = Checkpoint(tmp_path)
+    assert log.nothing_due()  # no batch yet
+    for version in range(8):
+        log.silver_commit(version)
+    # Batch 3 reads versions up to 7 and is in flight: it may commit before a stop lands.
+    log.planned(3, watermark_ms=1_000, version=8)
+    assert not log.nothing_due()
+    # It moved the watermark: the batch without data that writes the windows is due.
+    log.committed(3, next_watermark_ms=2_000)
+    assert not log.nothing_due()
+    # Silver_ML's next commit: a new start reads it, with the watermark the commit log kept.
+    log.silver_commit(8)
+    assert log.nothing_due()
+    # Batch 4, that batch without data, planned then committed: nothing is due any more.
+    log.planned(4, watermark_ms=2_000, version=9)
+    assert not log.nothing_due()
+    log.committed(4, next_watermark_ms=2_000)
+    assert log.nothing_due()
+
+
+def test_a_batch_that_ended_inside_a_version_counts_the_next_version_as_unread(tmp_path):
+    log = Checkpoint(tmp_path)
+    for version in range(6):
+        log.silver_commit(version)
+    log.planned(0, watermark_ms=0, version=5, index=3)
+    log.committed(0, next_watermark_ms=500)
+    assert not log.nothing_due()
+    log.silver_commit(6)
+    assert log.nothing_due()

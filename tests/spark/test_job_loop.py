@@ -133,7 +133,23 @@ def processing_time(**overrides) -> GoldConfig:
     )
 
 
-def test_a_processing_time_run_starts_with_small_batches_then_the_configured_limit(job, monkeypatch):
+@pytest.fixture
+def nothing_due(monkeypatch):
+    """The checkpoints of the stand-in queries, as nothing_due_after_a_stop reads them: the names
+    in the returned set have a window due (a stop now would strand it)."""
+    due: set[str] = set()
+    monkeypatch.setattr(runner, "HadoopFiles", lambda spark: None)
+    monkeypatch.setattr(
+        runner,
+        "nothing_due_after_a_stop",
+        lambda files, checkpoint, silver: not any(checkpoint.endswith(name) for name in due),
+    )
+    return due
+
+
+def test_a_processing_time_run_starts_with_small_batches_then_the_configured_limit(
+    job, monkeypatch, nothing_due
+):
     stop = threading.Event()
     # Stopped as the second start begins (a timer in case it never does).
     starts = Starts(runs_for=60, stop_on_run=(2, stop))
@@ -156,19 +172,52 @@ def test_a_processing_time_run_starts_with_small_batches_then_the_configured_lim
     assert all(q.stopped for q in main)
 
 
-def test_the_head_start_waits_for_every_query():
-    def query(batches: int):
-        return SimpleNamespace(recentProgress=[SimpleNamespace(batchId=b) for b in range(batches)])
+def test_the_head_start_counts_batch_ids_and_waits_until_nothing_is_due(nothing_due):
+    def query(name: str, batches: int):
+        return SimpleNamespace(name=name, recentProgress=[SimpleNamespace(batchId=b) for b in range(batches)])
 
-    assert not runner.head_start_over([query(5), query(1)])
+    over = runner.HeadStartOver(None, processing_time())
+    assert not over(query("flight_phase_counts", 1))
     # Batch ids are counted, not progress reports: one batch reported three times is one batch.
-    assert not runner.head_start_over(
-        [query(2), SimpleNamespace(recentProgress=[query(1).recentProgress[0]] * 3)]
-    )
-    assert runner.head_start_over([query(2), query(3)])
+    once = query("flight_phase_counts", 1).recentProgress[0]
+    assert not over(SimpleNamespace(name="flight_phase_counts", recentProgress=[once] * 3))
+    assert over(query("flight_phase_counts", 2))
+    nothing_due.add("flight_phase_counts")
+    assert not over(query("flight_phase_counts", 5))
+    assert over(query("anomaly_alerts", 2))
 
 
-def test_a_stop_during_the_head_start_starts_no_other(job, monkeypatch):
+def test_each_query_is_stopped_when_its_head_start_is_over_and_the_switch_waits_for_all(
+    job, monkeypatch, nothing_due
+):
+    # anomaly_alerts has a window due until flight_phase_counts was stopped.
+    stop = threading.Event()
+    starts = Starts(runs_for=60, stop_on_run=(2, stop))
+    monkeypatch.setattr(runner, "start_queries", starts)
+    nothing_due.add("anomaly_alerts")
+    cleared: list[float] = []
+
+    def clear_once_the_other_is_stopped():
+        while not (starts.started and starts.started[0][0].stopped) and not stop.is_set():
+            time.sleep(0.01)
+        cleared.append(time.monotonic())
+        nothing_due.clear()
+
+    threading.Thread(target=clear_once_the_other_is_stopped, daemon=True).start()
+    timer = threading.Timer(60, stop.set)
+    timer.start()
+    try:
+        assert job.run_streams(None, processing_time(), stop) == job.EXIT_OK
+    finally:
+        timer.cancel()
+    assert starts.limits == [runner.HEAD_START_FILES, None]
+    phases, alerts = starts.started[0]
+    assert (phases.name, alerts.name) == ("flight_phase_counts", "anomaly_alerts")
+    assert len(phases.recentProgress) >= runner.HEAD_START_BATCHES
+    assert phases.stopped_at < cleared[0] <= alerts.stopped_at <= starts.calls[1][0]
+
+
+def test_a_stop_during_the_head_start_starts_no_other(job, monkeypatch, nothing_due):
     # A batch every 30 s: the stop comes before the head start's first.
     starts = Starts(runs_for=60, batch_every=30)
     monkeypatch.setattr(runner, "start_queries", starts)
@@ -179,7 +228,7 @@ def test_a_stop_during_the_head_start_starts_no_other(job, monkeypatch):
     assert all(q.stopped for q in starts.queries)
 
 
-def test_a_query_failing_in_the_head_start_fails_the_run(job, monkeypatch):
+def test_a_query_failing_in_the_head_start_fails_the_run(job, monkeypatch, nothing_due):
     starts = Starts(fail_on_run=1, runs_for=0.15)
     monkeypatch.setattr(runner, "start_queries", starts)
     assert job.run_streams(None, processing_time(), threading.Event()) == job.EXIT_QUERY_FAILED

@@ -171,3 +171,41 @@ def _refuse(name: str, checkpoint: str, key: str, old, new) -> None:
 
 def write_settings(files: FileAccess, config: GoldConfig, name: str, document: bytes) -> None:
     files.write(join(config.paths.checkpoint(name), SETTINGS_FILE), document)
+
+
+def _log_entry(files: FileAccess, path: str, line: int) -> dict:
+    """One JSON line of a Spark offset or commit log file (line 0 is its format version)."""
+    return json.loads(files.read(path).decode("utf-8", "replace").splitlines()[line])
+
+
+def nothing_due_after_a_stop(files: FileAccess, checkpoint: str, silver: str) -> bool:
+    """Whether a query stopped now and started again writes every window its watermark closed
+    without waiting for Silver_ML's next commit.
+
+    Spark writes the windows a batch's watermark closed in the batch after it, one without data
+    that it runs only after a batch of the same start: a new start runs no batch before its source
+    has new data. So a stop is safe when Silver_ML holds a commit past the end of the checkpoint's
+    newest planned batch (the next start reads it, with the watermark the commit log kept), or
+    when that batch is committed and moved no watermark (no batch is due). Not while a batch that
+    reads Silver_ML to its end is in flight: it may commit before the stop lands."""
+    batches = numbered(files, join(checkpoint, "offsets"))
+    if not batches:
+        return True
+    newest = str(batches[-1])
+    try:
+        planned = _log_entry(files, join(checkpoint, "offsets", newest), 1)
+        end = _log_entry(files, join(checkpoint, "offsets", newest), 2)
+        # index -1: every file of the versions before reservoirVersion was read; otherwise the
+        # batch ended inside reservoirVersion, which may or may not have files left.
+        unread = int(end["reservoirVersion"]) + (0 if int(end.get("index", -1)) == -1 else 1)
+    except (IndexError, ValueError, KeyError, TypeError):
+        return False
+    if files.exists(join(silver, "_delta_log", f"{unread:020d}.json")):
+        return True
+    if newest not in (files.list(join(checkpoint, "commits")) or []):
+        return False
+    try:
+        committed = _log_entry(files, join(checkpoint, "commits", newest), 1)
+        return int(committed["nextBatchWatermarkMs"]) <= int(planned["batchWatermarkMs"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return False

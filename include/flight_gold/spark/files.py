@@ -16,6 +16,8 @@ class FileAccess(Protocol):
 
     def read(self, path: str) -> bytes: ...
 
+    def exists(self, path: str) -> bool: ...
+
     def size(self, path: str) -> int: ...
 
     def read_range(self, path: str, offset: int, length: int) -> bytes: ...
@@ -51,6 +53,9 @@ class LocalFiles:
     def read(self, path: str) -> bytes:
         with open(path, "rb") as f:
             return f.read()
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
 
     def size(self, path: str) -> int:
         return os.path.getsize(path)
@@ -128,6 +133,12 @@ class HadoopFiles:
             return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
         finally:
             stream.close()
+
+    def exists(self, path: str) -> bool:
+        if "://" not in path or path.startswith("file://"):
+            return LocalFiles().exists(path.removeprefix("file://"))
+        p, fs = self._fs(path)
+        return bool(fs.exists(p))
 
     def size(self, path: str) -> int:
         p, fs = self._fs(path)

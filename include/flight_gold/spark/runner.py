@@ -11,6 +11,11 @@ event time, and on a compacted or Z-ordered table a later split would hold rows 
 watermark an earlier one set (dropped as late). The configured trigger and limits then go on
 from that checkpoint. A query stopped by a Silver_ML schema change is started again, in the
 same session, up to MAX_SCHEMA_RESTARTS times in a row without a batch in between.
+
+A processing-time run starts with a head start: its first HEAD_START_BATCHES batches read at most
+HEAD_START_FILES Silver_ML files each, so that a restart with a backlog writes Gold within seconds;
+then each query is stopped, once a stop leaves no closed window waiting for Silver_ML's next
+commit (HeadStartOver), and all are started again in the same session with the configured limit.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from flight_gold.core.errors import (
 from flight_gold.core.intervals import interval_seconds
 from flight_gold.core.jobs import STREAMING_APP_NAME, STREAMING_ERROR_PREFIX
 from flight_gold.lake.metrics import MetricsWriter
+from flight_gold.spark.checkpoints import nothing_due_after_a_stop
 from flight_gold.spark.files import HadoopFiles
 from flight_gold.spark.guards import CheckpointBusyError, CheckpointInUseError, GuardError, lock_checkpoints
 from flight_gold.spark.preflight import (
@@ -170,7 +176,8 @@ def run_streams(
                 HEAD_START_BATCHES,
                 HEAD_START_FILES,
             )
-            code = run_restarting(spark, head_start, stop, first_start=first, until=head_start_over)
+            over = HeadStartOver(HadoopFiles(spark), config)
+            code = run_restarting(spark, head_start, stop, first_start=first, until=over)
             if code != UNTIL_REACHED:
                 return code
             log.info(
@@ -218,11 +225,23 @@ def head_start_config(config: GoldConfig) -> GoldConfig | None:
     return config.replace(max_files_per_trigger=HEAD_START_FILES)
 
 
-def head_start_over(queries) -> bool:
-    """Every query has completed HEAD_START_BATCHES micro-batches (no-data ones too) since its
-    start, counted by distinct batch id. recentProgress holds only this start's reports, a few
-    during the head start: a cheap poll."""
-    return all(len({p.batchId for p in q.recentProgress}) >= HEAD_START_BATCHES for q in queries)
+class HeadStartOver:
+    """The head start's end for one query: it has completed HEAD_START_BATCHES micro-batches (no-data
+    ones too) since its start, counted by distinct batch id, and a stop now leaves no closed window
+    waiting for Silver_ML's next commit (checkpoints.nothing_due_after_a_stop): a stop right after
+    the batch that read the backlog's end would, as Spark runs the batch without data that writes
+    the windows it closed only in the same start. recentProgress holds only this start's reports,
+    a few during the head start: a cheap poll; the checkpoint is read once the batches are done."""
+
+    def __init__(self, files, config: GoldConfig) -> None:
+        self.files, self.config = files, config
+
+    def __call__(self, query) -> bool:
+        if len({p.batchId for p in query.recentProgress}) < HEAD_START_BATCHES:
+            return False
+        return nothing_due_after_a_stop(
+            self.files, self.config.paths.checkpoint(query.name), self.config.paths.silver_flights_ml
+        )
 
 
 def run_restarting(
@@ -235,7 +254,7 @@ def run_restarting(
     until=None,
 ) -> int:
     """One start of the queries, started again after a Silver_ML schema change; the exit code,
-    or UNTIL_REACHED when `until(queries)` held and the queries were stopped."""
+    or UNTIL_REACHED when `until` held for every query and they were stopped (await_queries)."""
     restarts = 0
     while True:
         queries = start_queries(spark, config, first_start=first_start)
@@ -262,25 +281,30 @@ def await_queries(
     allow_restart: bool = False,
     until=None,
 ) -> int:
-    """Waits until the queries end, one fails, `stop` is set or `until(queries)` holds (then
-    stops them: UNTIL_REACHED); the exit code, or RESTART after a Silver_ML schema change."""
+    """Waits until the queries end, one fails or `stop` is set; the exit code, or RESTART after a
+    Silver_ML schema change. `until`: a predicate of one query; a query for which it holds is
+    stopped at once (not with the others: its state then is the one `until` saw), and when every
+    query is, the answer is UNTIL_REACHED."""
+    stopped_early: set[str] = set()
 
     def failed():
-        return [q for q in queries if q.exception() is not None]
+        # A query stopped mid-batch can end with an error on S3 (progress.interrupted): its next
+        # start replays the batch.
+        return [q for q in queries if q.name not in stopped_early and q.exception() is not None]
 
-    reached = False
     with StorageWatch(config):
         while not stop.wait(0.2):
             if failed() or not any(q.isActive for q in queries):
                 break
-            if until is not None and until(queries):
-                reached = True
-                break
-    if reached and not failed() and not stop.is_set():
-        # A batch in flight is cut as on a stop, and replayed by the next start.
-        for q in queries:
-            q.stop()
-        return UNTIL_REACHED
+            if until is None:
+                continue
+            for q in queries:
+                if q.name not in stopped_early and until(q):
+                    # A batch in flight is cut as on a stop, and replayed by the next start.
+                    q.stop()
+                    stopped_early.add(q.name)
+            if len(stopped_early) == len(queries):
+                return UNTIL_REACHED
     if stop.is_set():
         for q in queries:
             q.stop()
