@@ -173,9 +173,9 @@ def write_settings(files: FileAccess, config: GoldConfig, name: str, document: b
     files.write(join(config.paths.checkpoint(name), SETTINGS_FILE), document)
 
 
-def _log_entry(files: FileAccess, path: str, line: int) -> dict:
-    """One JSON line of a Spark offset or commit log file (line 0 is its format version)."""
-    return json.loads(files.read(path).decode("utf-8", "replace").splitlines()[line])
+def _log_entries(files: FileAccess, path: str) -> list[dict]:
+    """The JSON lines of a Spark offset or commit log file, after its format version line."""
+    return [json.loads(line) for line in files.read(path).decode("utf-8", "replace").splitlines()[1:]]
 
 
 def nothing_due_after_a_stop(files: FileAccess, checkpoint: str, silver: str) -> bool:
@@ -193,8 +193,7 @@ def nothing_due_after_a_stop(files: FileAccess, checkpoint: str, silver: str) ->
         return True
     newest = str(batches[-1])
     try:
-        planned = _log_entry(files, join(checkpoint, "offsets", newest), 1)
-        end = _log_entry(files, join(checkpoint, "offsets", newest), 2)
+        planned, end = _log_entries(files, join(checkpoint, "offsets", newest))[:2]
         # index -1: every file of the versions before reservoirVersion was read; otherwise the
         # batch ended inside reservoirVersion, which may or may not have files left.
         unread = int(end["reservoirVersion"]) + (0 if int(end.get("index", -1)) == -1 else 1)
@@ -205,7 +204,7 @@ def nothing_due_after_a_stop(files: FileAccess, checkpoint: str, silver: str) ->
     if newest not in (files.list(join(checkpoint, "commits")) or []):
         return False
     try:
-        committed = _log_entry(files, join(checkpoint, "commits", newest), 1)
+        committed = _log_entries(files, join(checkpoint, "commits", newest))[0]
         return int(committed["nextBatchWatermarkMs"]) <= int(planned["batchWatermarkMs"])
     except (IndexError, ValueError, KeyError, TypeError):
         return False

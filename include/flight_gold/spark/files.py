@@ -127,6 +127,10 @@ class HadoopFiles:
             out.close()
 
     def read(self, path: str) -> bytes:
+        if "://" not in path or path.startswith("file://"):
+            # A local file: one read, not a Py4J round trip per call (the job's pollers read small
+            # checkpoint and log files several times a second).
+            return LocalFiles().read(path.removeprefix("file://"))
         p, fs = self._fs(path)
         stream = fs.open(p)
         try:
