@@ -133,12 +133,30 @@ def processing_time(**overrides) -> GoldConfig:
     )
 
 
+class FollowerRecorder:
+    """Stands in for flight_gold.spark.silver_snapshot.SilverSnapshotFollower: when it followed."""
+
+    spans: list[list[float]] = []
+
+    def __init__(self, spark, files, table, every_s, busy, trigger_every_s) -> None:
+        self.table, self.busy = table, busy
+
+    def __enter__(self):
+        FollowerRecorder.spans.append([time.monotonic()])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        FollowerRecorder.spans[-1].append(time.monotonic())
+
+
 @pytest.fixture
 def nothing_due(monkeypatch):
     """The checkpoints of the stand-in queries, as nothing_due_after_a_stop reads them: the names
     in the returned set have a window due (a stop now would strand it)."""
     due: set[str] = set()
     monkeypatch.setattr(runner, "HadoopFiles", lambda spark: None)
+    monkeypatch.setattr(runner, "SilverSnapshotFollower", FollowerRecorder)
+    FollowerRecorder.spans.clear()
     monkeypatch.setattr(
         runner,
         "nothing_due_after_a_stop",
@@ -165,6 +183,9 @@ def test_a_processing_time_run_starts_with_small_batches_then_the_configured_lim
         ("processing-time", False),
     ]
     assert starts.limits == [runner.HEAD_START_FILES, 400]
+    # Silver_ML's snapshot is followed during the real-time run only, not the head start.
+    (followed,) = FollowerRecorder.spans
+    assert starts.calls[1][0] <= followed[0] <= followed[1]
     head, main = starts.started
     # The head start's queries were stopped once each had completed its two batches (or a
     # batch more, between two polls).

@@ -20,6 +20,7 @@ commit (HeadStartOver), and all are started again in the same session with the c
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
@@ -50,6 +51,7 @@ from flight_gold.spark.preflight import (
 )
 from flight_gold.spark.progress import ProgressLogger, flush_listener_events
 from flight_gold.spark.queries import ALL_FILES, start_queries
+from flight_gold.spark.silver_snapshot import CHECK_EVERY_S, CHECK_EVERY_S_S3, SilverSnapshotFollower
 from flight_gold.spark.upstream import SkippedCommitLog, schema_change_version
 from flight_gold.spark.watch import StorageWatch
 
@@ -258,19 +260,43 @@ def run_restarting(
     restarts = 0
     while True:
         queries = start_queries(spark, config, first_start=first_start)
-        code = await_queries(
-            queries,
-            stop,
-            loop_config or config,
-            quiet,
-            allow_restart=restarts < MAX_SCHEMA_RESTARTS,
-            until=until,
-        )
+        with silver_snapshot_follower(spark, config, until, queries):
+            code = await_queries(
+                queries,
+                stop,
+                loop_config or config,
+                quiet,
+                allow_restart=restarts < MAX_SCHEMA_RESTARTS,
+                until=until,
+            )
         if code != RESTART:
             return code
         # A committed batch since the last start: the schema change was real progress, not a loop.
         restarts = 1 if any(q.lastProgress is not None for q in queries) else restarts + 1
         first_start = False
+
+
+def silver_snapshot_follower(spark: SparkSession, config: GoldConfig, until=None, queries=()):
+    """Real-time runs (processing-time, after the head start) keep Silver_ML's snapshot current
+    between the triggers of `queries` (flight_gold.spark.silver_snapshot); runs that read a
+    backlog to its end update it once per batch anyway."""
+    if config.trigger != "processing-time" or until is not None:
+        return contextlib.nullcontext()
+    return SilverSnapshotFollower(
+        spark,
+        HadoopFiles(spark),
+        config.paths.silver_flights_ml,
+        every_s=CHECK_EVERY_S_S3 if config.is_s3 else CHECK_EVERY_S,
+        busy=lambda: any(trigger_active(q) for q in queries),
+        trigger_every_s=interval_seconds(config.trigger_interval),
+    )
+
+
+def trigger_active(query) -> bool:
+    try:
+        return bool(query.status["isTriggerActive"])
+    except Exception:  # a query stopping under the call: no batch to wait for
+        return False
 
 
 def await_queries(
