@@ -68,9 +68,8 @@ def newest_version(files: FileAccess, table: str, since: int | None = None) -> i
                 version = int(json.loads(files.read(last_checkpoint))["version"])
             except (ValueError, KeyError, TypeError):
                 log.debug("%s is not readable; looking for commits from version 0", last_checkpoint)
-        # A checkpoint's own commit may be gone (log cleanup); from -1 the first probe is version 0.
-        if version >= 0 and not files.exists(commit_file(table, version)):
-            version = version if files.exists(commit_file(table, version + 1)) else -1
+    # From a checkpoint the table is at least at its version, whether or not its own commit file
+    # is still there (log cleanup); from -1 the first probe is version 0.
     while files.exists(commit_file(table, version + 1)):
         version += 1
     return version if version >= 0 else None
@@ -127,17 +126,16 @@ class SilverSnapshotFollower:
         log.info("stopped following %s's commits after %d load(s)", self.table, self.loads)
 
     def _run(self) -> None:
-        seen: int | None = None
         failing = False
         while not self._stop.wait(self.every_s):
             if not self._trigger_near():
                 continue
             try:
-                newest = newest_version(self.files, self.table, seen)
-                if newest is None or newest == seen or self.busy():
+                newest = newest_version(self.files, self.table, self.loaded)
+                if newest is None or newest == self.loaded or self.busy():
                     continue
                 self.load()
-                seen = self.loaded = newest
+                self.loaded = newest
                 if failing:
                     log.info("Silver_ML snapshot follower: loading %s again", self.table)
                 failing = False
