@@ -8,7 +8,7 @@ import pytest
 
 from flight_gold.core.config import DEFAULT_LAKEHOUSE_ROOT, PROJECT_ROOT, ConfigError, GoldConfig
 from flight_gold.core.contract import ANOMALY_ALERTS, FLIGHT_PHASE_COUNTS
-from flight_gold.core.paths import LakehousePaths
+from flight_gold.core.paths import LakehousePaths, commit_versions, delta_commit
 from flight_gold.spark.session import spark_conf
 
 
@@ -84,6 +84,22 @@ def test_layout_keeps_checkpoints_apart_from_tables():
     assert not paths.checkpoint("anomaly_alerts").startswith(paths.anomaly_alerts)
     with pytest.raises(ValueError, match="unknown Gold table"):
         paths.gold_table("typo")
+
+
+def test_delta_commit_names_round_trip():
+    assert delta_commit("s3a://b/lake/t/", 12) == "s3a://b/lake/t/_delta_log/00000000000000000012.json"
+    names = [
+        "00000000000000000012.json",
+        "00000000000000000003.json",
+        "00000000000000000010.checkpoint.parquet",
+        "00000000000000000003.crc",
+        ".00000000000000000004.json.crc",
+        "00000000000000000004.json.tmp",
+        "12.json",
+        "_last_checkpoint",
+    ]
+    assert commit_versions(names) == [3, 12]
+    assert commit_versions(delta_commit("t", v).rsplit("/", 1)[1] for v in (7, 0, 10**12)) == [0, 7, 10**12]
 
 
 def test_local_only_settings_stay_off_object_stores(tmp_path):

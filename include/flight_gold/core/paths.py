@@ -7,6 +7,8 @@ tables so that VACUUM of a table can never touch a stream's state.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flight_gold.core.contract import gold_table
@@ -19,11 +21,28 @@ ALERTS = "_alerts"
 CONTROL = "_control"
 # Tables the job keeps about itself (per-batch metrics).
 METRICS = "_metrics"
+DELTA_LOG = "_delta_log"
+# Delta names a JSON commit by its version in 20 digits.
+_COMMIT_NAME = re.compile(r"^(\d{20})\.json$")
 
 
 def join(root: str, *parts: str) -> str:
     """`root/part/...` with single slashes, for local paths and URIs alike."""
     return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def delta_log(table: str) -> str:
+    return join(table, DELTA_LOG)
+
+
+def delta_commit(table: str, version: int) -> str:
+    """The JSON commit file of `version` in `table`'s log."""
+    return join(table, DELTA_LOG, f"{version:020d}.json")
+
+
+def commit_versions(names: Iterable[str]) -> list[int]:
+    """The versions of the JSON commits among the file names of a `_delta_log` listing, ascending."""
+    return sorted(int(m.group(1)) for m in map(_COMMIT_NAME.match, names) if m)
 
 
 def is_s3(uri: str) -> bool:

@@ -20,7 +20,7 @@ from dataclasses import asdict
 
 from flight_gold.core.config import GoldConfig
 from flight_gold.core.contract import gold_table
-from flight_gold.core.paths import join
+from flight_gold.core.paths import delta_commit, join
 from flight_gold.spark.files import FileAccess
 from flight_gold.spark.guards import LOCK_FILE, GuardError
 
@@ -199,7 +199,7 @@ def nothing_due_after_a_stop(files: FileAccess, checkpoint: str, silver: str) ->
         unread = int(end["reservoirVersion"]) + (0 if int(end.get("index", -1)) == -1 else 1)
     except (IndexError, ValueError, KeyError, TypeError):
         return False
-    if files.exists(join(silver, "_delta_log", f"{unread:020d}.json")):
+    if files.exists(delta_commit(silver, unread)):
         return True
     if newest not in (files.list(join(checkpoint, "commits")) or []):
         return False

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 
 from flight_gold.core.errors import one_line
-from flight_gold.core.paths import join
+from flight_gold.core.paths import commit_versions, delta_commit, delta_log
 from flight_gold.spark.files import FileAccess
 
 log = logging.getLogger("flight_gold.spark.compaction")
@@ -48,14 +48,10 @@ def read_compaction_state(files: FileAccess, table: str) -> CompactionState:
     """From the newest commits of `table`'s log: the last OPTIMIZE's time and the files appended
     after it. A table never compacted counts from its creation, so a new table is not compacted
     before one interval has passed."""
-    log_dir = join(table, "_delta_log")
-    versions = sorted(
-        (int(n[:-5]) for n in (files.list(log_dir) or []) if n.endswith(".json") and n[:-5].isdigit()),
-        reverse=True,
-    )
+    versions = commit_versions(files.list(delta_log(table)) or [])[::-1]
     appended = 0
     for version in versions[:SCAN_LIMIT]:
-        info, adds = _commit_summary(files, join(log_dir, f"{version:020d}.json"))
+        info, adds = _commit_summary(files, delta_commit(table, version))
         stamp = float(info.get("timestamp") or 0) / 1000
         if info.get("operation") == "OPTIMIZE":
             return CompactionState(stamp, appended)

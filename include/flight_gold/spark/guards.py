@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 
 from flight_gold.core.config import GoldConfig
-from flight_gold.core.paths import join
+from flight_gold.core.paths import commit_versions, delta_commit, delta_log, join
 from flight_gold.spark.files import FileAccess, HadoopFiles
 
 log = logging.getLogger("flight_gold.spark.guards")
@@ -53,7 +53,6 @@ DELTA_ACTIONS = frozenset(
         "sidecar",
     }
 )
-_COMMIT = re.compile(r"^(\d{20})\.json$")
 _CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(?:\.\d{10}\.\d{10}|\.[^.]+)?\.parquet$")
 
 
@@ -290,7 +289,7 @@ def clear_unborn_delta_log(files: HadoopFiles, table: str) -> bool:
     table's very first creation leaves (`_delta_log/_staged_commits/`): Delta then takes the
     folder for a table and refuses both to read and to create it. With no file there is no
     commit, so nothing is lost. True when it removed one."""
-    log_dir = join(table, "_delta_log")
+    log_dir = delta_log(table)
     if not files.only_folders(log_dir):
         return False
     files.delete_tree(log_dir)
@@ -308,9 +307,9 @@ def validate_delta_log(
 
     Raises DeltaLogError naming the first bad file; returns the table's latest version (None if the
     log has no commit)."""
-    log_dir = join(table, "_delta_log")
+    log_dir = delta_log(table)
     names = files.list(log_dir) or []
-    commits = sorted(int(m.group(1)) for m in map(_COMMIT.match, names) if m)
+    commits = commit_versions(names)
     checkpoints: dict[int, list[str]] = {}
     for name in names:
         m = _CHECKPOINT.match(name)
@@ -341,16 +340,16 @@ def validate_delta_log(
                 f"{previous + 1:020d}.json (the commits jump to {version:020d}.json). {_FIX}"
             )
         previous = version
-        _check_commit(files, join(log_dir, f"{version:020d}.json"))
+        _check_commit(files, delta_commit(table, version))
     return latest
 
 
 def table_id_from_log(files: FileAccess, table: str) -> str | None:
     """The table id of a Delta table's metaData action: from version 0's commit (one small read),
     else from the newest checkpoint's metaData column; None when neither answers."""
-    log_dir = join(table, "_delta_log")
+    log_dir = delta_log(table)
     try:
-        for line in files.read(join(log_dir, f"{0:020d}.json")).decode("utf-8").splitlines():
+        for line in files.read(delta_commit(table, 0)).decode("utf-8").splitlines():
             action = json.loads(line) if line.strip() else {}
             if isinstance(action, dict) and "metaData" in action:
                 return str(action["metaData"]["id"])

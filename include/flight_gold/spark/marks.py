@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from flight_gold.core.paths import join
+from flight_gold.core.paths import commit_versions, delta_commit, delta_log
 from flight_gold.spark.files import FileAccess
 
 QUERY_KEY, BATCH_KEY = "gold_query_id", "gold_batch_id"
@@ -66,16 +66,12 @@ def newest_mark(files: FileAccess, table: str) -> Mark | None:
     """The mark of the newest commit that added rows (None when no commit ever did), walking back
     from the newest JSON commit: one or two small reads, as compactions are the only commits
     between appends. LogUnansweredError when the walk reaches a cleaned-up commit first."""
-    log_dir = join(table, "_delta_log")
-    versions = sorted(
-        (int(n[:-5]) for n in (files.list(log_dir) or []) if n.endswith(".json") and n[:-5].isdigit()),
-        reverse=True,
-    )
+    versions = commit_versions(files.list(delta_log(table)) or [])[::-1]
     expected = versions[0] if versions else None
     for version in versions:
         if version != expected:
             break
-        mark = commit_mark(_actions(files, join(log_dir, f"{version:020d}.json")))
+        mark = commit_mark(_actions(files, delta_commit(table, version)))
         if mark is not None:
             return Mark(mark[0], mark[1], version)
         if version == 0:
@@ -83,7 +79,7 @@ def newest_mark(files: FileAccess, table: str) -> Mark | None:
         expected = version - 1
     if not versions:
         return None
-    raise LogUnansweredError(f"{log_dir}: no JSON commit before version {expected + 1} left to read")
+    raise LogUnansweredError(f"{delta_log(table)}: no JSON commit before version {expected + 1} left to read")
 
 
 def already_written(mark: Mark | None, query_id: str, batch_id: int) -> bool:

@@ -29,7 +29,7 @@ import time
 
 from py4j.protocol import Py4JError
 
-from flight_gold.core.paths import join
+from flight_gold.core.paths import delta_commit, delta_log, join
 from flight_gold.spark.files import FileAccess
 
 log = logging.getLogger("flight_gold.spark.silver_snapshot")
@@ -52,17 +52,13 @@ def seconds_to_next_trigger(interval_s: float, now: float) -> float:
     return (interval_ms - now_ms % interval_ms) / 1000
 
 
-def commit_file(table: str, version: int) -> str:
-    return join(table, "_delta_log", f"{version:020d}.json")
-
-
 def newest_version(files: FileAccess, table: str, since: int | None = None) -> int | None:
     """Silver_ML's newest committed version, found without listing its log: from `since` (or the
     version of its newest checkpoint, `_last_checkpoint`, or 0) forward while the next commit file
     exists. None when not even the first one does."""
     version = since
     if version is None:
-        version, last_checkpoint = -1, join(table, "_delta_log", "_last_checkpoint")
+        version, last_checkpoint = -1, join(delta_log(table), "_last_checkpoint")
         if files.exists(last_checkpoint):
             try:
                 version = int(json.loads(files.read(last_checkpoint))["version"])
@@ -70,7 +66,7 @@ def newest_version(files: FileAccess, table: str, since: int | None = None) -> i
                 log.debug("%s is not readable; looking for commits from version 0", last_checkpoint)
     # From a checkpoint the table is at least at its version, whether or not its own commit file
     # is still there (log cleanup); from -1 the first probe is version 0.
-    while files.exists(commit_file(table, version + 1)):
+    while files.exists(delta_commit(table, version + 1)):
         version += 1
     return version if version >= 0 else None
 

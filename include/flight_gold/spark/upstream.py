@@ -21,7 +21,7 @@ import logging
 import re
 import threading
 
-from flight_gold.core.paths import join
+from flight_gold.core.paths import delta_commit
 from flight_gold.spark.files import FileAccess
 
 log = logging.getLogger("flight_gold.spark.upstream")
@@ -62,7 +62,7 @@ class SkippedCommitLog:
     """Logs a warning for each Silver_ML commit the stream skipped as a non-append change."""
 
     def __init__(self, files: FileAccess, silver: str) -> None:
-        self.files, self.log_dir = files, join(silver, "_delta_log")
+        self.files, self.silver = files, silver
         self._checked: set[int] = set()
         self._lock = threading.Lock()
 
@@ -107,7 +107,7 @@ class SkippedCommitLog:
         """The operation of a commit that removes data, "" for any other commit, None when the
         commit cannot be read (not written yet)."""
         try:
-            lines = self.files.read(join(self.log_dir, f"{version:020d}.json")).decode("utf-8", "replace")
+            lines = self.files.read(delta_commit(self.silver, version)).decode("utf-8", "replace")
         except Exception:
             return None
         operation, removes = "unknown operation", False
