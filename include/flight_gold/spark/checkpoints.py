@@ -23,6 +23,7 @@ from flight_gold.core.contract import gold_table
 from flight_gold.core.paths import delta_commit, join
 from flight_gold.spark.files import FileAccess
 from flight_gold.spark.guards import LOCK_FILE, GuardError
+from flight_gold.spark.offset_log import COMMITS, OFFSETS, batch_ids, log_file, read_entries
 
 log = logging.getLogger("flight_gold.spark.checkpoints")
 
@@ -47,13 +48,9 @@ class GoldNotEmptyError(GuardError):
     """A new checkpoint next to a Gold table that already holds rows."""
 
 
-def numbered(files: FileAccess, folder: str) -> list[int]:
-    return sorted(int(n) for n in (files.list(folder) or []) if n.isdigit())
-
-
 def is_new(files: FileAccess, checkpoint: str) -> bool:
     """No offset logged: no batch ever started its run, so none can have been committed."""
-    return not numbered(files, join(checkpoint, "offsets"))
+    return not batch_ids(files, join(checkpoint, OFFSETS))
 
 
 def clear_first_batch_debris(files: FileAccess, checkpoint: str) -> list[str]:
@@ -117,12 +114,12 @@ def _document(settings: dict, name: str) -> bytes:
 def _shuffle_partitions_in_use(files: FileAccess, checkpoint: str) -> int | None:
     """The partition count Spark recorded in the checkpoint's newest offset file (Spark keeps
     using it, whatever the session says)."""
-    batches = numbered(files, join(checkpoint, "offsets"))
+    batches = batch_ids(files, join(checkpoint, OFFSETS))
     if not batches:
         return None
-    lines = files.read(join(checkpoint, "offsets", str(batches[-1]))).decode("utf-8", "replace").splitlines()
     try:
-        return int(json.loads(lines[1])["conf"]["spark.sql.shuffle.partitions"])
+        metadata = read_entries(files, log_file(checkpoint, batches[-1]))[0]
+        return int(metadata["conf"]["spark.sql.shuffle.partitions"])
     except (IndexError, ValueError, KeyError, TypeError):
         return None
 
@@ -173,11 +170,6 @@ def write_settings(files: FileAccess, config: GoldConfig, name: str, document: b
     files.write(join(config.paths.checkpoint(name), SETTINGS_FILE), document)
 
 
-def _log_entries(files: FileAccess, path: str) -> list[dict]:
-    """The JSON lines of a Spark offset or commit log file, after its format version line."""
-    return [json.loads(line) for line in files.read(path).decode("utf-8", "replace").splitlines()[1:]]
-
-
 def nothing_due_after_a_stop(files: FileAccess, checkpoint: str, silver: str) -> bool:
     """Whether a query stopped now and started again writes every window its watermark closed
     without waiting for Silver_ML's next commit.
@@ -188,12 +180,12 @@ def nothing_due_after_a_stop(files: FileAccess, checkpoint: str, silver: str) ->
     newest planned batch (the next start reads it, with the watermark the commit log kept), or
     when that batch is committed and moved no watermark (no batch is due). Not while a batch that
     reads Silver_ML to its end is in flight: it may commit before the stop lands."""
-    batches = numbered(files, join(checkpoint, "offsets"))
+    batches = batch_ids(files, join(checkpoint, OFFSETS))
     if not batches:
         return True
-    newest = str(batches[-1])
+    newest = batches[-1]
     try:
-        planned, end = _log_entries(files, join(checkpoint, "offsets", newest))[:2]
+        planned, end = read_entries(files, log_file(checkpoint, newest))[:2]
         # index -1: every file of the versions before reservoirVersion was read; otherwise the
         # batch ended inside reservoirVersion, which may or may not have files left.
         unread = int(end["reservoirVersion"]) + (0 if int(end.get("index", -1)) == -1 else 1)
@@ -201,10 +193,10 @@ def nothing_due_after_a_stop(files: FileAccess, checkpoint: str, silver: str) ->
         return False
     if files.exists(delta_commit(silver, unread)):
         return True
-    if newest not in (files.list(join(checkpoint, "commits")) or []):
+    if not files.exists(log_file(checkpoint, newest, COMMITS)):
         return False
     try:
-        committed = _log_entries(files, join(checkpoint, "commits", newest))[0]
+        committed = read_entries(files, log_file(checkpoint, newest, COMMITS))[0]
         return int(committed["nextBatchWatermarkMs"]) <= int(planned["batchWatermarkMs"])
     except (IndexError, ValueError, KeyError, TypeError):
         return False

@@ -1,6 +1,7 @@
-"""File access for the job's guards: Hadoop's FileSystem through the Spark session's JVM in the
-job (the same code path and credentials for a local root and for s3a://), the local file system
-in tests. Both answer the same small FileAccess interface."""
+"""File access for the job's guards and pollers, one small FileAccess interface: HadoopFiles in the
+job (Hadoop's FileSystem through the Spark session's JVM, with Spark's settings and credentials,
+for s3a://; the operating system's calls for a local root, as a Py4J round trip per call costs
+~1 ms and a start may read thousands of commits), LocalFiles in tests."""
 
 from __future__ import annotations
 
@@ -79,6 +80,13 @@ class LocalFiles:
             return False
 
 
+def _local_path(path: str) -> str | None:
+    """The operating system's path of a local one (plain or file://); None for other schemes."""
+    if "://" not in path:
+        return path
+    return path.removeprefix("file://") if path.startswith("file://") else None
+
+
 class HadoopFiles:
     """Hadoop FileSystem through the Spark session's JVM: file://, s3a://, with Spark's settings."""
 
@@ -91,10 +99,10 @@ class HadoopFiles:
         return p, p.getFileSystem(self._conf)
 
     def list(self, directory: str) -> list[str] | None:
-        if "://" not in directory or directory.startswith("file://"):
-            # A local folder: one os.listdir. Through Py4J every entry costs three round trips
-            # (seconds for a _delta_log of 20,000 commits).
-            return LocalFiles().list(directory.removeprefix("file://"))
+        if (local := _local_path(directory)) is not None:
+            # One os.listdir. Through Py4J every entry costs three round trips (seconds for a
+            # _delta_log of 20,000 commits).
+            return LocalFiles().list(local)
         p, fs = self._fs(directory)
         if not fs.exists(p):
             return None
@@ -114,9 +122,9 @@ class HadoopFiles:
         return bool(fs.delete(p, True))
 
     def write(self, path: str, data: bytes) -> None:
-        if "://" not in path or path.startswith("file://"):
-            # A local root: a rename makes the replacement atomic (Hadoop's local create is not).
-            _write_local(path.removeprefix("file://"), data)
+        if (local := _local_path(path)) is not None:
+            # A rename makes the replacement atomic (Hadoop's local create is not).
+            _write_local(local, data)
             return
         # An object store's PUT is atomic: the object appears whole when the stream closes.
         p, fs = self._fs(path)
@@ -127,10 +135,10 @@ class HadoopFiles:
             out.close()
 
     def read(self, path: str) -> bytes:
-        if "://" not in path or path.startswith("file://"):
-            # A local file: one read, not a Py4J round trip per call (the job's pollers read small
-            # checkpoint and log files several times a second).
-            return LocalFiles().read(path.removeprefix("file://"))
+        if (local := _local_path(path)) is not None:
+            # One read, not a Py4J round trip per call (the job's pollers read small checkpoint
+            # and log files several times a second, the start thousands of commits).
+            return LocalFiles().read(local)
         p, fs = self._fs(path)
         stream = fs.open(p)
         try:
@@ -139,16 +147,20 @@ class HadoopFiles:
             stream.close()
 
     def exists(self, path: str) -> bool:
-        if "://" not in path or path.startswith("file://"):
-            return LocalFiles().exists(path.removeprefix("file://"))
+        if (local := _local_path(path)) is not None:
+            return LocalFiles().exists(local)
         p, fs = self._fs(path)
         return bool(fs.exists(p))
 
     def size(self, path: str) -> int:
+        if (local := _local_path(path)) is not None:
+            return LocalFiles().size(local)
         p, fs = self._fs(path)
         return fs.getFileStatus(p).getLen()
 
     def read_range(self, path: str, offset: int, length: int) -> bytes:
+        if (local := _local_path(path)) is not None:
+            return LocalFiles().read_range(local, offset, length)
         p, fs = self._fs(path)
         stream = fs.open(p)
         try:

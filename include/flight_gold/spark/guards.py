@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from flight_gold.core.config import GoldConfig
 from flight_gold.core.paths import commit_versions, delta_commit, delta_log, join
 from flight_gold.spark.files import FileAccess, HadoopFiles
+from flight_gold.spark.offset_log import OFFSETS, batch_ids, log_file, read_entries
 
 log = logging.getLogger("flight_gold.spark.guards")
 
@@ -230,16 +231,13 @@ def _acquire_waiting_for_maintenance(lock: CheckpointLock, wait_s: float, poll_s
 
 def latest_source_offset(files: FileAccess, checkpoint: str) -> dict | None:
     """The Delta source offset of the checkpoint's latest batch ({"reservoirId", "reservoirVersion",
-    ...}), or None before the first batch. Offset file: a version line, the batch metadata, then one
-    line per source (the Gold queries have one)."""
-    offsets = join(checkpoint, "offsets")
-    batches = [int(n) for n in (files.list(offsets) or []) if n.isdigit()]
+    ...}), or None before the first batch."""
+    batches = batch_ids(files, join(checkpoint, OFFSETS))
     if not batches:
         return None
-    path = join(offsets, str(max(batches)))
-    lines = files.read(path).decode("utf-8", "replace").splitlines()
+    path = log_file(checkpoint, batches[-1])
     try:
-        return json.loads(lines[2])
+        return read_entries(files, path)[1]
     except (IndexError, ValueError):
         raise GuardError(
             f"checkpoint offset file {path} cannot be parsed; the checkpoint is damaged: "
@@ -250,13 +248,10 @@ def latest_source_offset(files: FileAccess, checkpoint: str) -> dict | None:
 def checkpoint_watermarks(files: FileAccess, checkpoint: str, last: int = 2) -> dict[int, int]:
     """{batch id: watermark in ms} of the checkpoint's `last` newest batches (their offset files'
     `batchWatermarkMs`), for the late-row count of the first batch after a restart."""
-    offsets = join(checkpoint, "offsets")
-    batches = sorted(int(n) for n in (files.list(offsets) or []) if n.isdigit())[-last:]
     result = {}
-    for batch in batches:
-        lines = files.read(join(offsets, str(batch))).decode("utf-8", "replace").splitlines()
+    for batch in batch_ids(files, join(checkpoint, OFFSETS))[-last:]:
         try:
-            result[batch] = int(json.loads(lines[1])["batchWatermarkMs"])
+            result[batch] = int(read_entries(files, log_file(checkpoint, batch))[0]["batchWatermarkMs"])
         except (IndexError, ValueError, KeyError, TypeError):
             continue
     return result

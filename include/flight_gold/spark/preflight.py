@@ -10,6 +10,7 @@ from pyspark.sql import SparkSession
 
 from flight_gold.core.config import GoldConfig
 from flight_gold.core.errors import one_line
+from flight_gold.core.paths import delta_log
 from flight_gold.spark.checkpoints import (
     GoldNotEmptyError,
     check_settings,
@@ -17,7 +18,7 @@ from flight_gold.spark.checkpoints import (
     is_new,
     write_settings,
 )
-from flight_gold.spark.files import FileAccess, HadoopFiles, LocalFiles
+from flight_gold.spark.files import FileAccess, HadoopFiles
 from flight_gold.spark.guards import (
     DeltaLogError,
     GuardError,
@@ -47,18 +48,18 @@ def check_silver(spark: SparkSession, config: GoldConfig) -> None:
     from delta.tables import DeltaTable
 
     path = config.paths.silver_flights_ml
-    files, local_path = table_access(spark, path)
-    if files.list(local_path) is None:
+    files = HadoopFiles(spark)
+    if files.list(path) is None:
         raise SilverNotReadyError(f"Silver_ML table not found: {path} does not exist")
-    if not files.list(f"{local_path}/_delta_log"):
+    if not files.list(delta_log(path)):
         raise SilverNotReadyError(
             f"Silver_ML at {path} is not a Delta table (no commit in {path}/_delta_log)"
         )
     try:
         validate_delta_log(
             files,
-            local_path,
-            from_version=resume_version(HadoopFiles(spark), config),
+            path,
+            from_version=resume_version(files, config),
             replay_span=config.max_files_per_trigger or DELTA_FILES_PER_BATCH,
         )
     except (DeltaLogError, GuardError) as exc:
@@ -90,22 +91,11 @@ def resume_version(files: FileAccess, config: GoldConfig) -> int | None:
     return min(versions, default=None)
 
 
-def table_access(spark: SparkSession, path: str) -> tuple[FileAccess, str]:
-    """Plain file reads for a local table (a Py4J round trip per file costs ~1 ms, and thousands
-    of commits may be read before the first batch), Hadoop's file system for an object store."""
-    if "://" not in path:
-        return LocalFiles(), path
-    if path.startswith("file://"):
-        return LocalFiles(), path[len("file://") :]
-    return HadoopFiles(spark), path
-
-
 def silver_table_id(spark: SparkSession, config: GoldConfig) -> str:
     """Silver_ML's table id, from its log's metaData action (the id never changes after the
     creation): version 0's commit, else the newest checkpoint's (0.json cleaned up). DeltaTable's
     detail() would rebuild the table's whole state: 16 s on 2,000 commits without checkpoints."""
-    files, path = table_access(spark, config.paths.silver_flights_ml)
-    table_id = table_id_from_log(files, path)
+    table_id = table_id_from_log(HadoopFiles(spark), config.paths.silver_flights_ml)
     if table_id is not None:
         return table_id
     from delta.tables import DeltaTable
