@@ -23,6 +23,7 @@ from support.jobs import (
     numbered,
     run_in_process,
     silver_frame,
+    wait_for,
 )
 from support.streams import drained, run_stream_until, running_stream
 
@@ -153,3 +154,61 @@ def test_a_batch_that_ended_inside_a_version_counts_the_next_version_as_unread(t
     assert not log.nothing_due()
     log.silver_commit(6)
     assert log.nothing_due()
+
+
+def windowed_counts(spark, silver: str, checkpoint: str, emitted: list) -> None:
+    """One start of a stream of 1-minute counts with a 1-minute watermark over `silver`, stopped
+    after its first trigger (a processing-time trigger runs one batch at most; the next would be an
+    hour later), appending what each batch emitted."""
+    from pyspark.sql import functions as F
+
+    query = (
+        spark.readStream.format("delta")
+        .load(silver)
+        .withWatermark("ts", "1 minute")
+        .groupBy(F.window("ts", "1 minute"))
+        .count()
+        .writeStream.outputMode("append")
+        .foreachBatch(
+            lambda batch, batch_id: emitted.extend((batch_id, str(r.window.start)) for r in batch.collect())
+        )
+        .option("checkpointLocation", checkpoint)
+        .trigger(processingTime="1 hour")
+        .start()
+    )
+    try:
+        wait_for(
+            lambda: query.status["message"] == "Waiting for next trigger" or query.exception(),
+            120,
+            interval=0.1,
+            what="the first trigger",
+        )
+        assert query.exception() is None, query.exception()
+    finally:
+        query.stop()
+
+
+def test_a_silver_commit_without_rows_is_enough_for_the_next_start_to_write_the_due_windows(spark, tmp_path):
+    """nothing_due_after_a_stop takes any Silver_ML commit past the newest batch's end for one the
+    next start reads. Delta's source plans a batch for a commit that adds no rows too (an OPTIMIZE
+    of Silver_ML), and that batch, with the watermark the commit log kept, writes the windows."""
+    from deltalake import DeltaTable, write_deltalake
+
+    silver, checkpoint = str(tmp_path / "silver"), str(tmp_path / "checkpoint")
+    for minute in (0, 1, 3):
+        row = pd.Timestamp("2026-01-01 10:00:30", tz="UTC") + pd.Timedelta(minutes=minute)
+        write_deltalake(silver, pd.DataFrame({"ts": [row]}), mode="append")
+    emitted: list = []
+    windowed_counts(spark, silver, checkpoint, emitted)
+    # Batch 0 read the rows and moved the watermark to 10:02:30; the batch that writes the windows
+    # it closed would have been the next trigger's.
+    assert emitted == []
+    assert not nothing_due_after_a_stop(LocalFiles(), checkpoint, silver)
+
+    windowed_counts(spark, silver, checkpoint, emitted)
+    assert emitted == [], "a start with no new Silver_ML commit ran a batch"
+
+    DeltaTable(silver).optimize.compact()
+    assert nothing_due_after_a_stop(LocalFiles(), checkpoint, silver)
+    windowed_counts(spark, silver, checkpoint, emitted)
+    assert sorted(emitted) == [(1, "2026-01-01 10:00:00"), (1, "2026-01-01 10:01:00")]
