@@ -23,7 +23,7 @@ from flight_gold.core.contract import gold_table
 from flight_gold.core.paths import delta_commit, join
 from flight_gold.spark.files import FileAccess
 from flight_gold.spark.guards import LOCK_FILE, GuardError
-from flight_gold.spark.offset_log import COMMITS, OFFSETS, batch_ids, log_file, read_entries
+from flight_gold.spark.offset_log import COMMITS, batch_ids, log_file, read_entries
 
 log = logging.getLogger("flight_gold.spark.checkpoints")
 
@@ -50,7 +50,7 @@ class GoldNotEmptyError(GuardError):
 
 def is_new(files: FileAccess, checkpoint: str) -> bool:
     """No offset logged: no batch ever started its run, so none can have been committed."""
-    return not batch_ids(files, join(checkpoint, OFFSETS))
+    return not batch_ids(files, checkpoint)
 
 
 def clear_first_batch_debris(files: FileAccess, checkpoint: str) -> list[str]:
@@ -114,7 +114,7 @@ def _document(settings: dict, name: str) -> bytes:
 def _shuffle_partitions_in_use(files: FileAccess, checkpoint: str) -> int | None:
     """The partition count Spark recorded in the checkpoint's newest offset file (Spark keeps
     using it, whatever the session says)."""
-    batches = batch_ids(files, join(checkpoint, OFFSETS))
+    batches = batch_ids(files, checkpoint)
     if not batches:
         return None
     try:
@@ -180,7 +180,7 @@ def nothing_due_after_a_stop(files: FileAccess, checkpoint: str, silver: str) ->
     newest planned batch (the next start reads it, with the watermark the commit log kept), or
     when that batch is committed and moved no watermark (no batch is due). Not while a batch that
     reads Silver_ML to its end is in flight: it may commit before the stop lands."""
-    batches = batch_ids(files, join(checkpoint, OFFSETS))
+    batches = batch_ids(files, checkpoint)
     if not batches:
         return True
     newest = batches[-1]

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from flight_gold.core.config import GoldConfig
 from flight_gold.core.paths import commit_versions, delta_commit, delta_log, join
 from flight_gold.spark.files import FileAccess, HadoopFiles
-from flight_gold.spark.offset_log import OFFSETS, batch_ids, log_file, read_entries
+from flight_gold.spark.offset_log import batch_ids, log_file, read_entries
 
 log = logging.getLogger("flight_gold.spark.guards")
 
@@ -232,7 +232,7 @@ def _acquire_waiting_for_maintenance(lock: CheckpointLock, wait_s: float, poll_s
 def latest_source_offset(files: FileAccess, checkpoint: str) -> dict | None:
     """The Delta source offset of the checkpoint's latest batch ({"reservoirId", "reservoirVersion",
     ...}), or None before the first batch."""
-    batches = batch_ids(files, join(checkpoint, OFFSETS))
+    batches = batch_ids(files, checkpoint)
     if not batches:
         return None
     path = log_file(checkpoint, batches[-1])
@@ -249,7 +249,7 @@ def checkpoint_watermarks(files: FileAccess, checkpoint: str, last: int = 2) -> 
     """{batch id: watermark in ms} of the checkpoint's `last` newest batches (their offset files'
     `batchWatermarkMs`), for the late-row count of the first batch after a restart."""
     result = {}
-    for batch in batch_ids(files, join(checkpoint, OFFSETS))[-last:]:
+    for batch in batch_ids(files, checkpoint)[-last:]:
         try:
             result[batch] = int(read_entries(files, log_file(checkpoint, batch))[0]["batchWatermarkMs"])
         except (IndexError, ValueError, KeyError, TypeError):

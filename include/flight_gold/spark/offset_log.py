@@ -16,9 +16,9 @@ OFFSETS = "offsets"
 COMMITS = "commits"
 
 
-def batch_ids(files: FileAccess, folder: str) -> list[int]:
-    """The batch ids logged in `folder` (a checkpoint's offsets/ or commits/), ascending."""
-    return sorted(int(n) for n in (files.list(folder) or []) if n.isdigit())
+def batch_ids(files: FileAccess, checkpoint: str, log: str = OFFSETS) -> list[int]:
+    """The batch ids of the checkpoint's offset (or commit) log, ascending."""
+    return sorted(int(n) for n in (files.list(join(checkpoint, log)) or []) if n.isdigit())
 
 
 def log_file(checkpoint: str, batch_id: int, log: str = OFFSETS) -> str:
