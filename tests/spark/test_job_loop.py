@@ -64,7 +64,7 @@ class Starts:
         self.queries: list[FakeQuery] = []
         self.started: list[list[FakeQuery]] = []
 
-    def __call__(self, spark, config, first_start=True):
+    def __call__(self, spark, config, first_start=True, stop=None):
         self.calls.append((time.monotonic(), config.trigger, first_start))
         self.limits.append(config.max_files_per_trigger)
         run, runs_for = len(self.calls), self.runs_for
@@ -297,3 +297,32 @@ def test_the_storage_going_away_and_coming_back_is_said_once_each(monkeypatch, c
     assert len(caplog.messages) == 2
     local = GoldConfig.from_env({}, lakehouse_root="/tmp/lake")
     assert watch.StorageWatch(local).address is None
+
+
+class SlowToStop:
+    """A query whose stop() returns once `together` queries are being stopped at the same time
+    (its batch in flight takes that long to cut), or fails."""
+
+    def __init__(self, together: threading.Barrier, error: Exception | None = None) -> None:
+        self.together, self.error, self.stopped = together, error, False
+
+    def stop(self) -> None:
+        self.together.wait()
+        self.stopped = True
+        if self.error is not None:
+            raise self.error
+
+
+def test_a_stop_stops_every_query_at_the_same_time():
+    # One after the other, the first stop() would wait for the second forever (here: 10 s, then
+    # BrokenBarrierError).
+    together = threading.Barrier(2, timeout=10)
+    queries = [SlowToStop(together), SlowToStop(together)]
+    runner.stop_all(queries)
+    assert all(q.stopped for q in queries)
+
+    together = threading.Barrier(2, timeout=10)
+    queries = [SlowToStop(together, RuntimeError("cut on S3")), SlowToStop(together)]
+    with pytest.raises(RuntimeError, match="cut on S3"):
+        runner.stop_all(queries)
+    assert all(q.stopped for q in queries)

@@ -4,6 +4,7 @@ query per Gold table, each with its own checkpoint."""
 from __future__ import annotations
 
 import logging
+import threading
 
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
@@ -36,14 +37,26 @@ def silver_stream(spark: SparkSession, config: GoldConfig):
     return reader.load(config.paths.silver_flights_ml)
 
 
-def start_queries(spark: SparkSession, config: GoldConfig, first_start: bool = True) -> list[StreamingQuery]:
+def start_queries(
+    spark: SparkSession, config: GoldConfig, first_start: bool = True, stop: threading.Event | None = None
+) -> list[StreamingQuery]:
     """Starts one streaming query per configured Gold table, each with its own checkpoint.
     `first_start=False` (the later runs of available-now-loop) skips creating the Gold tables and
-    logs the starts at debug level."""
+    logs the starts at debug level. Once `stop` is set no further query is started: a stop asked
+    for while the queries start (SIGTERM, which a supervisor follows with SIGKILL seconds later)
+    then has fewer first batches to cut."""
+
+    def stopping() -> bool:
+        return stop is not None and stop.is_set()
+
+    queries: list[StreamingQuery] = []
+    if stopping():
+        return queries
     silver = clean_silver(silver_stream(spark, config), config)
     files = HadoopFiles(spark)
-    queries = []
     for name in config.queries:
+        if stopping():
+            break
         if first_start:
             ensure_gold_table(spark, config, name)
         path = config.paths.gold_table(name)

@@ -26,6 +26,7 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from pyspark.sql import SparkSession
 
@@ -259,7 +260,7 @@ def run_restarting(
     or UNTIL_REACHED when `until` held for every query and they were stopped (await_queries)."""
     restarts = 0
     while True:
-        queries = start_queries(spark, config, first_start=first_start)
+        queries = start_queries(spark, config, first_start=first_start, stop=stop)
         with silver_snapshot_follower(spark, config, until, queries):
             code = await_queries(
                 queries,
@@ -332,10 +333,9 @@ def await_queries(
             if len(stopped_early) == len(queries):
                 return UNTIL_REACHED
     if stop.is_set():
-        for q in queries:
-            q.stop()
         # stop() cancels a micro-batch in flight; it was not committed, and the next start
         # replays it from the offset log (the Gold writer skips a batch it already holds).
+        stop_all(queries)
         log.info(
             "stopped cleanly: the queries are stopped; the next start resumes from the "
             "checkpoints, replaying any batch that was cut"
@@ -363,6 +363,20 @@ def await_queries(
         "all queries finished: every window the watermark closed is written",
     )
     return EXIT_OK
+
+
+def stop_all(queries) -> None:
+    """Stops the queries at the same time: each stop() waits until its query's batch in flight is
+    cut, and one after the other those waits add up, while a supervisor's SIGKILL follows its
+    SIGTERM after a few seconds. Raises the first query's error, if any, once all are stopped."""
+    if len(queries) < 2:
+        for q in queries:
+            q.stop()
+        return
+    with ThreadPoolExecutor(max_workers=len(queries), thread_name_prefix="stop-query") as pool:
+        stops = [pool.submit(q.stop) for q in queries]
+    for stopped in stops:
+        stopped.result()
 
 
 def describe_failure(exc, name: str, config: GoldConfig | None) -> str:
