@@ -342,8 +342,7 @@ def await_queries(
         )
         return EXIT_OK
     broken = failed()
-    for q in queries:
-        q.stop()
+    stop_all(queries)
     versions = [schema_change_version(q.exception()) for q in broken]
     if broken and allow_restart and all(v is not None for v in versions):
         version = max(versions)
@@ -369,11 +368,7 @@ def stop_all(queries) -> None:
     """Stops the queries at the same time: each stop() waits until its query's batch in flight is
     cut, and one after the other those waits add up, while a supervisor's SIGKILL follows its
     SIGTERM after a few seconds. Raises the first query's error, if any, once all are stopped."""
-    if len(queries) < 2:
-        for q in queries:
-            q.stop()
-        return
-    with ThreadPoolExecutor(max_workers=len(queries), thread_name_prefix="stop-query") as pool:
+    with ThreadPoolExecutor(max_workers=max(1, len(queries)), thread_name_prefix="stop-query") as pool:
         stops = [pool.submit(q.stop) for q in queries]
     for stopped in stops:
         stopped.result()
