@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass
 
 from flight_gold.core.errors import one_line
-from flight_gold.core.paths import commit_versions, delta_commit, delta_log
-from flight_gold.spark.files import FileAccess
+from flight_gold.core.paths import delta_commit
+from flight_gold.spark.files import FileAccess, commits_newest_first
 
 log = logging.getLogger("flight_gold.spark.compaction")
 
@@ -48,7 +48,7 @@ def read_compaction_state(files: FileAccess, table: str) -> CompactionState:
     """From the newest commits of `table`'s log: the last OPTIMIZE's time and the files appended
     after it. A table never compacted counts from its creation, so a new table is not compacted
     before one interval has passed."""
-    versions = commit_versions(files.list(delta_log(table)) or [])[::-1]
+    versions = commits_newest_first(files, table)
     appended = 0
     for version in versions[:SCAN_LIMIT]:
         info, adds = _commit_summary(files, delta_commit(table, version))

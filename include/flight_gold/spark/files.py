@@ -10,6 +10,8 @@ import shutil
 import tempfile
 from typing import Protocol
 
+from flight_gold.core.paths import commit_versions, delta_log
+
 
 class FileAccess(Protocol):
     def list(self, directory: str) -> list[str] | None:
@@ -28,6 +30,12 @@ class FileAccess(Protocol):
 
     def delete(self, path: str) -> bool:
         """Deletes a file or a folder with everything in it; False when nothing was there."""
+
+
+def commits_newest_first(files: FileAccess, table: str) -> list[int]:
+    """The versions of `table`'s JSON commits, newest first (none when its log is missing): where
+    the readers that walk back from a table's head start."""
+    return commit_versions(files.list(delta_log(table)) or [])[::-1]
 
 
 def _write_local(path: str, data: bytes) -> None:

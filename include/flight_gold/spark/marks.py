@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from flight_gold.core.paths import commit_versions, delta_commit, delta_log
-from flight_gold.spark.files import FileAccess
+from flight_gold.core.paths import delta_commit, delta_log
+from flight_gold.spark.files import FileAccess, commits_newest_first
 
 QUERY_KEY, BATCH_KEY = "gold_query_id", "gold_batch_id"
 # Commits that only rewrite or describe files (compaction, VACUUM's log entries, properties).
@@ -66,7 +66,7 @@ def newest_mark(files: FileAccess, table: str) -> Mark | None:
     """The mark of the newest commit that added rows (None when no commit ever did), walking back
     from the newest JSON commit: one or two small reads, as compactions are the only commits
     between appends. LogUnansweredError when the walk reaches a cleaned-up commit first."""
-    versions = commit_versions(files.list(delta_log(table)) or [])[::-1]
+    versions = commits_newest_first(files, table)
     expected = versions[0] if versions else None
     for version in versions:
         if version != expected:
