@@ -66,6 +66,9 @@ def test_flags_override_environment_which_overrides_defaults(tmp_path):
         ({"ANOMALY_ALTITUDE_MIN_M": "20000"}, "thresholds"),
         ({"S3_PATH_STYLE_ACCESS": "maybe"}, "S3_PATH_STYLE_ACCESS"),
         ({"GOLD_SNAPSHOT_PARTITIONS": "0"}, "snapshot_partitions"),
+        ({"GOLD_JIT_NICE": "20"}, "jit_nice"),
+        ({"GOLD_JIT_NICE": "-5"}, "jit_nice"),
+        ({"GOLD_JIT_NICE": "low"}, "GOLD_JIT_NICE"),
     ],
 )
 def test_bad_values_name_the_setting(env, named):

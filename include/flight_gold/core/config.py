@@ -65,6 +65,10 @@ class GoldConfig:
     snapshot_partitions: int = 1
     trigger: str = "processing-time"
     trigger_interval: str = "10 seconds"
+    # The nice value of the driver JVM's JIT compiler threads during a real-time run, so that
+    # batches get the cores first and compilation the idle time between triggers
+    # (flight_gold.spark.jit); 0 leaves them as the JVM made them.
+    jit_nice: int = 10
     queries: tuple[str, ...] = QUERY_NAMES
     max_files_per_trigger: int | None = None
     max_bytes_per_trigger: str | None = None
@@ -136,6 +140,8 @@ class GoldConfig:
         for name in ("spark_cores_max", "maintenance_cores_max", "snapshot_partitions"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.jit_nice <= 19:
+            raise ConfigError(f"jit_nice must be a nice value from 0 to 19, got {self.jit_nice}")
         if self.shuffle_partitions < 1:
             raise ConfigError(f"shuffle_partitions must be >= 1, got {self.shuffle_partitions}")
         if self.max_files_per_trigger is not None and self.max_files_per_trigger < 1:
@@ -289,6 +295,13 @@ _SETTINGS = (
         None,
         parse_int,
         "spark.databricks.delta.snapshotPartitions: tasks of a Delta state reconstruction",
+    ),
+    _Setting(
+        "jit_nice",
+        "GOLD_JIT_NICE",
+        None,
+        parse_int,
+        "nice value (0-19) of the driver JVM's JIT compiler threads during a real-time run; 0: unchanged",
     ),
     _Setting(
         "trigger",

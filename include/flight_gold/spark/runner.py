@@ -44,6 +44,7 @@ from flight_gold.lake.metrics import MetricsWriter
 from flight_gold.spark.checkpoints import nothing_due_after_a_stop
 from flight_gold.spark.files import HadoopFiles
 from flight_gold.spark.guards import CheckpointBusyError, CheckpointInUseError, GuardError, lock_checkpoints
+from flight_gold.spark.jit import CaughtUpWatch, compile_in_background, jvm_pid
 from flight_gold.spark.preflight import (
     SilverNotReadyError,
     check_silver,
@@ -261,7 +262,10 @@ def run_restarting(
     restarts = 0
     while True:
         queries = start_queries(spark, config, first_start=first_start, stop=stop)
-        with silver_snapshot_follower(spark, config, until, queries):
+        with (
+            silver_snapshot_follower(spark, config, until, queries),
+            compilers_in_gaps_when_caught_up(spark, config, until, queries),
+        ):
             code = await_queries(
                 queries,
                 stop,
@@ -290,6 +294,19 @@ def silver_snapshot_follower(spark: SparkSession, config: GoldConfig, until=None
         every_s=CHECK_EVERY_S_S3 if config.is_s3 else CHECK_EVERY_S,
         busy=lambda: any(trigger_active(q) for q in queries),
         trigger_every_s=interval_seconds(config.trigger_interval),
+    )
+
+
+def compilers_in_gaps_when_caught_up(spark: SparkSession, config: GoldConfig, until=None, queries=()):
+    """Real-time runs (processing-time, after the head start) put the driver JVM's JIT compilers
+    in the idle time between triggers once they have caught up (flight_gold.spark.jit)."""
+    if config.trigger != "processing-time" or until is not None or config.jit_nice == 0:
+        return contextlib.nullcontext()
+    pid = jvm_pid(spark)
+    return CaughtUpWatch(
+        queries,
+        interval_seconds(config.trigger_interval),
+        on_caught_up=lambda: compile_in_background(pid, config.jit_nice),
     )
 
 
