@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -112,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         shuffle_partitions=args.shuffle_partitions,
         max_files_per_trigger=args.max_files_per_trigger,
         max_bytes_per_trigger=args.max_bytes_per_trigger,
+        # The job's own default unless a trial sets it (docs/performance.md, the JIT compilers).
+        jit_nice=int(os.environ.get("GOLD_JIT_NICE", GoldConfig.jit_nice)),
     )
 
     if args.variant == "job":
