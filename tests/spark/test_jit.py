@@ -173,3 +173,17 @@ def test_only_real_time_runs_with_a_nice_value_watch(spark, lakehouse):
     assert not isinstance(
         compilers_in_gaps_when_caught_up(spark, real_time.replace(jit_nice=0)), CaughtUpWatch
     )
+
+
+def test_a_failing_action_is_logged_and_the_watch_ends(caplog):
+    def fails():
+        raise RuntimeError("no JVM")
+
+    query = Query("counts")
+    watch = CaughtUpWatch([query], interval_s=1, on_caught_up=fails)
+    for batch_id in range(QUICK_BATCHES):
+        query.batch(batch_id, 100)
+        watch.caught_up()
+    with caplog.at_level(logging.WARNING, logger="flight_gold.spark.jit"), watch:
+        wait_for(watch.done.is_set, 30, what="the caught-up watch")
+    assert "the JIT compilers were left as they are: no JVM" in caplog.text

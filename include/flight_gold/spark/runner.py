@@ -302,11 +302,10 @@ def compilers_in_gaps_when_caught_up(spark: SparkSession, config: GoldConfig, un
     in the idle time between triggers once they have caught up (flight_gold.spark.jit)."""
     if config.trigger != "processing-time" or until is not None or config.jit_nice == 0:
         return contextlib.nullcontext()
-    pid = jvm_pid(spark)
     return CaughtUpWatch(
         queries,
         interval_seconds(config.trigger_interval),
-        on_caught_up=lambda: compile_in_background(pid, config.jit_nice),
+        on_caught_up=lambda: compile_in_background(jvm_pid(spark), config.jit_nice),
     )
 
 
