@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
 
     config = GoldConfig.from_env(
-        {},
+        # The job's own defaults, but for the JIT compilers' nice value when a trial sets it
+        # (docs/performance.md, the JIT compilers in the gaps).
+        {k: os.environ[k] for k in ("GOLD_JIT_NICE",) if k in os.environ},
         lakehouse_root=args.lakehouse_root,
         spark_master=args.master,
         trigger=args.trigger,
@@ -113,8 +115,6 @@ def main(argv: list[str] | None = None) -> int:
         shuffle_partitions=args.shuffle_partitions,
         max_files_per_trigger=args.max_files_per_trigger,
         max_bytes_per_trigger=args.max_bytes_per_trigger,
-        # The job's own default unless a trial sets it (docs/performance.md, the JIT compilers).
-        jit_nice=int(os.environ.get("GOLD_JIT_NICE", GoldConfig.jit_nice)),
     )
 
     if args.variant == "job":

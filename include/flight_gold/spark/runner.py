@@ -281,11 +281,17 @@ def run_restarting(
         first_start = False
 
 
+def is_real_time_run(config: GoldConfig, until=None) -> bool:
+    """A processing-time run after the head start (which has an `until`): runs that read a backlog
+    to its end keep every core busy until they stop."""
+    return config.trigger == "processing-time" and until is None
+
+
 def silver_snapshot_follower(spark: SparkSession, config: GoldConfig, until=None, queries=()):
     """Real-time runs (processing-time, after the head start) keep Silver_ML's snapshot current
     between the triggers of `queries` (flight_gold.spark.silver_snapshot); runs that read a
     backlog to its end update it once per batch anyway."""
-    if config.trigger != "processing-time" or until is not None:
+    if not is_real_time_run(config, until):
         return contextlib.nullcontext()
     return SilverSnapshotFollower(
         spark,
@@ -300,7 +306,7 @@ def silver_snapshot_follower(spark: SparkSession, config: GoldConfig, until=None
 def compilers_in_gaps_when_caught_up(spark: SparkSession, config: GoldConfig, until=None, queries=()):
     """Real-time runs (processing-time, after the head start) put the driver JVM's JIT compilers
     in the idle time between triggers once they have caught up (flight_gold.spark.jit)."""
-    if config.trigger != "processing-time" or until is not None or config.jit_nice == 0:
+    if not is_real_time_run(config, until) or config.jit_nice == 0:
         return contextlib.nullcontext()
     return CaughtUpWatch(
         queries,
