@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import contextlib
+import io
+import re
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pyspark.sql import Row
@@ -200,3 +204,40 @@ def test_bad_values_become_defined_cases(spark):
         if as_utc(r.window_start) == ts("2024-05-01T10:00:00")
     }
     assert countries == {("Unknown", 1, 0, 0), ("Spain", 1, 1, 0)}
+
+
+def test_rows_further_ahead_than_the_skew_are_dropped_and_those_within_it_kept(spark):
+    now = datetime.now(UTC).replace(microsecond=0)
+    df = silver(
+        spark,
+        [
+            (now + timedelta(seconds=30), "CRUISE", "Spain", 10000.0, 800.0),  # within 2 minutes: kept
+            (now + timedelta(minutes=10), "CLIMB", "Spain", 10000.0, 800.0),  # beyond: dropped
+            (now - timedelta(hours=1), "DESCENT", "Spain", 10000.0, 800.0),
+        ],
+    )
+    config = GoldConfig.from_env({}, max_future_skew="2 minutes")
+    kept = {r.flight_phase for r in clean_silver(df, config, observe=False).collect()}
+    assert kept == {"CRUISE", "DESCENT"}
+
+
+def test_the_cleaning_step_is_the_same_generated_code_whatever_the_time(spark):
+    """Its future-row bound moves with the batch's time; were that time a literal in Spark's
+    generated code, every micro-batch would compile its cleaning step anew."""
+    cleaned = clean_silver(
+        silver(spark, [(ts("2024-05-01T10:00:10"), "CRUISE", "Spain", 10000.0, 800.0)]), CONFIG
+    )
+
+    def generated_code() -> list[str]:
+        # A new DataFrame is planned again, at a new current time; the plan's description shows
+        # that time (a reference of the code), the code's numbered lines must not.
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            cleaned.select("*").explain(mode="codegen")
+        return [line for line in out.getvalue().splitlines() if re.match(r"/\* \d+ \*/", line)]
+
+    first = generated_code()
+    time.sleep(0.01)
+    second = generated_code()
+    assert len(first) > 100
+    assert first == second
